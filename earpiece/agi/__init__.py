@@ -1,0 +1,1 @@
+"""PBX attachment: AMI, ARI, FastAGI, call registry and call state machine."""

@@ -1,0 +1,144 @@
+"""Typed events published on the in-process bus (:mod:`earpiece.bus`).
+
+Later stages (media fork, ASR, emotion, strategy, delivery, CRM, dashboard) subscribe to these.
+Every event is a frozen dataclass carrying the Earpiece ``call_id`` and a wall-clock ``at``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Party = Literal["customer", "agent"]
+Direction = Literal["outbound", "inbound", "unknown"]
+
+
+class CallState(enum.StrEnum):
+    DIALING = "dialing"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    CONGESTION = "congestion"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    ENDED = "ended"
+
+
+#: States that settle the outcome of the dial attempt.
+OUTCOME_STATES = frozenset(
+    {
+        CallState.ANSWERED,
+        CallState.NO_ANSWER,
+        CallState.BUSY,
+        CallState.CONGESTION,
+        CallState.FAILED,
+        CallState.REJECTED,
+    }
+)
+
+
+class ChannelRole(enum.StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    LOCAL_PEER = "local_peer"  # the other half of a Local ;1/;2 pair
+    SNOOP = "snoop"
+    EXTERNAL_MEDIA = "external_media"
+    HELPER = "helper"
+    UNKNOWN = "unknown"
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallEvent:
+    call_id: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallStarted(CallEvent):
+    direction: Direction
+    channel: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelJoined(CallEvent):
+    channel: str  # channel name, e.g. PJSIP/cust1-00000001
+    uniqueid: str
+    role: ChannelRole
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelLeft(CallEvent):
+    channel: str
+    uniqueid: str
+    cause: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallStateChanged(CallEvent):
+    old: CallState
+    new: CallState
+    source: str  # what decided it, e.g. "ami:OriginateResponse Reason=4"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallOutcome(CallEvent):
+    """The settled outcome of a dial attempt (signalling and/or audio)."""
+
+    outcome: CallState
+    source: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallTagged(CallEvent):
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallEnded(CallEvent):
+    outcome: CallState | None
+    hangup_cause: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeechSegment(CallEvent):
+    party: Party
+    start_s: float  # relative to the start of the party's stream
+    end_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpaDecision(CallEvent):
+    """Call-progress / answering-machine verdict from audio."""
+
+    label: str  # human, machine, fax, silence, ringback, busy, congestion, sit, unknown
+    confidence: float
+    decision_s: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Word:
+    word: str
+    start_s: float
+    end_s: float
+    probability: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transcript(CallEvent):
+    party: Party
+    text: str
+    final: bool
+    start_s: float
+    end_s: float
+    language: str
+    words: tuple[Word, ...] = ()

@@ -1,0 +1,1 @@
+"""Media: RTP, codecs, jitter buffer, VAD, call-progress/AMD, ASR."""

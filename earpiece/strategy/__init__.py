@@ -1,0 +1,1 @@
+"""Strategy: call phases, prompt policy, recommender, QC rules, quality scores."""
