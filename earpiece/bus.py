@@ -29,7 +29,7 @@ class _Subscription:
 
 @dataclass
 class EventBus:
-    """A small synchronous fan-out bus; queue subscribers are bounded and drop oldest on overflow."""
+    """Synchronous fan-out; queue subscribers are bounded and drop the oldest on overflow."""
 
     _subs: list[_Subscription] = field(default_factory=list)
     subscriber_errors: int = 0

@@ -61,7 +61,9 @@ class AmiMessage:
         return cls(tuple((str(k), str(v)) for k, v in pairs))
 
     @classmethod
-    def action(cls, name: str, action_id: str | None = None, **fields: str | list[str]) -> AmiMessage:
+    def action(
+        cls, name: str, action_id: str | None = None, **fields: str | list[str]
+    ) -> AmiMessage:
         """Build an action; list values become repeated headers (``Variable``)."""
         pairs: list[tuple[str, str]] = [("Action", name)]
         if action_id is not None:
@@ -99,7 +101,9 @@ class AmiMessage:
                 if line.endswith(":"):
                     key, value = line[:-1], ""
                 else:
-                    raise AmiProtocolError(f"line {lineno}: no 'Key: Value' separator: {line[:60]!r}")
+                    raise AmiProtocolError(
+                        f"line {lineno}: no 'Key: Value' separator: {line[:60]!r}"
+                    )
             if not key or key != key.strip() or ":" in key:
                 raise AmiProtocolError(f"line {lineno}: bad header name {key[:60]!r}")
             headers.append((key, value))
