@@ -1,0 +1,1 @@
+"""CRM storage: calls, legs, outcomes, call-progress verdicts and utterances (SQLite default)."""

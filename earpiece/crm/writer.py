@@ -1,0 +1,155 @@
+"""Writes bus events into the CRM store, batched, from its own task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from earpiece.bus import EventBus
+from earpiece.crm.store import CrmStore
+from earpiece.events import (
+    CallEnded,
+    CallEvent,
+    CallOutcome,
+    CallStarted,
+    CallStateChanged,
+    CallTagged,
+    ChannelJoined,
+    ChannelLeft,
+    CpaDecision,
+    Transcript,
+)
+
+log = logging.getLogger(__name__)
+
+
+def statements_for(event: CallEvent) -> list[tuple[str, tuple[Any, ...]]]:
+    """SQL for one event (pure, so it is testable without a database)."""
+    match event:
+        case CallStarted():
+            return [(
+                "INSERT OR IGNORE INTO calls (id, direction, channel, tags, started)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event.call_id, event.direction, event.channel, json.dumps(event.tags), event.at),
+            )]
+        case ChannelJoined():
+            return [(
+                "INSERT OR IGNORE INTO legs (call_id, uniqueid, channel, role, joined)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event.call_id, event.uniqueid, event.channel, str(event.role), event.at),
+            )]
+        case ChannelLeft():
+            return [(
+                "UPDATE legs SET left_at = ?, cause = ? WHERE call_id = ? AND uniqueid = ?",
+                (event.at, event.cause, event.call_id, event.uniqueid),
+            )]
+        case CallStateChanged():
+            out: list[tuple[str, tuple[Any, ...]]] = [(
+                "INSERT INTO state_changes (call_id, at, old, new, source) VALUES (?, ?, ?, ?, ?)",
+                (event.call_id, event.at, str(event.old), str(event.new), event.source),
+            ), ("UPDATE calls SET state = ? WHERE id = ?", (str(event.new), event.call_id))]
+            if event.new == "answered":
+                out.append((
+                    "UPDATE calls SET answered = ? WHERE id = ? AND answered IS NULL",
+                    (event.at, event.call_id),
+                ))
+            return out
+        case CallOutcome():
+            return [(
+                "UPDATE calls SET outcome = ?, outcome_source = ? WHERE id = ?",
+                (str(event.outcome), event.source, event.call_id),
+            )]
+        case CallTagged():
+            return [(
+                "UPDATE calls SET tags = json_patch(tags, ?) WHERE id = ?",
+                (json.dumps(event.tags), event.call_id),
+            )]
+        case CallEnded():
+            return [(
+                "UPDATE calls SET ended = ?, hangup_cause = ?,"
+                " outcome = COALESCE(outcome, ?) WHERE id = ?",
+                (
+                    event.at,
+                    event.hangup_cause,
+                    str(event.outcome) if event.outcome is not None else None,
+                    event.call_id,
+                ),
+            )]
+        case CpaDecision():
+            return [(
+                "INSERT INTO cpa_verdicts (call_id, at, label, confidence, decision_s, evidence)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event.call_id, event.at, event.label, event.confidence, event.decision_s,
+                    json.dumps(event.evidence, default=str),
+                ),
+            )]
+        case Transcript() if event.final:
+            return [(
+                "INSERT INTO utterances (call_id, party, start_s, end_s, text, language, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.call_id, event.party, event.start_s, event.end_s, event.text,
+                    event.language, event.at,
+                ),
+            )]
+    return []
+
+
+class CrmWriter:
+    """Subscribes to call events and writes them in batches."""
+
+    def __init__(self, bus: EventBus, store: CrmStore, *, max_batch: int = 500) -> None:
+        self._bus = bus
+        self._store = store
+        self._queue: asyncio.Queue[CallEvent] = bus.queue(CallEvent, maxsize=100_000)
+        self._max_batch = max_batch
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.failed_batches = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="crm-writer")
+
+    async def _loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[CallEvent]) -> None:
+        statements = [s for ev in batch for s in statements_for(ev)]
+        if not statements:
+            return
+        try:
+            await self._store.execute_many(statements)
+            self.written += len(batch)
+        except Exception:
+            self.failed_batches += 1
+            log.exception("CRM write of %d events failed", len(batch))
+
+    async def flush(self) -> None:
+        """Wait until everything published so far is written."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("CrmWriter is not running")
+        await self._queue.join()
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is not None:
+            if not self._task.done():
+                await self._queue.join()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._bus.unsubscribe_queue(self._queue)
