@@ -42,6 +42,9 @@ class RouteRule:
     callerid_prefix: str = ""
     context: str = ""
     campaign: str = ""
+    # Optional extra channel variables set with the route (EARPIECE_QUEUE / EARPIECE_TRUNK).
+    queue: str = ""
+    trunk: str = ""
 
 
 @dataclass(frozen=True)
