@@ -13,6 +13,13 @@ class VadSettings:
     preroll_ms: int = 200
     hangover_ms: int = 300
     min_speech_ms: int = 120
+    # webrtcvad pitfalls (measured): a fresh instance, and one fed after digital silence, flag
+    # the first 80-160 ms of low noise as speech. Decisions are ignored for settle_ms after
+    # either; frames quieter than silence_dbfs are digital silence and are not fed at all;
+    # frames quieter than min_dbfs are never speech.
+    settle_ms: int = 160
+    silence_dbfs: float = -72.0
+    min_dbfs: float = -55.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
