@@ -1,0 +1,707 @@
+"""Asynchronous ARI client: typed REST calls and the ``/ari/events`` websocket.
+
+REST: one method per ARI operation Earpiece uses; names of paths, methods and query
+parameters follow Asterisk's Swagger (``ari-api-docs``), and bodies come back as the dataclasses
+of :mod:`earpiece.agi.ari_models`. Query strings are percent-encoded like the recorded traffic
+(``media=sound%3Abeep%2Csound%3Agoodbye``); list parameters (``media``, ``channel``,
+``eventSource``) are sent comma-joined, as Asterisk expects. Parameters equal to Swagger's
+documented default are left out, except ``spy``/``whisper`` of a snoop, which are always sent.
+
+Errors: a non-2xx answer raises :class:`AriHttpError` (a :class:`~earpiece.errors.PbxError`)
+carrying ``status`` and the ``message`` of Asterisk's JSON error body; 401 raises
+:class:`AriAuthError` (also a :class:`~earpiece.errors.PbxAuthError`), 404
+:class:`AriNotFoundError`, 409 :class:`AriConflictError`. Network failures and timeouts raise
+:class:`~earpiece.errors.PbxConnectionError`. A 2xx body that is not the expected JSON raises
+:class:`~earpiece.errors.AriProtocolError`.
+
+Events: :meth:`AriClient.start` runs a task that keeps the websocket
+``/ari/events?app=<app>&subscribeAll=<bool>`` open (Basic auth), which also registers the Stasis
+application. After every (re)connect it awaits ``on_connected()`` before reading further frames,
+so a consumer can resync (``list_channels()``) and then apply the events queued meanwhile. Each
+text frame is parsed with :func:`~earpiece.agi.ari_models.parse_event` and handed to
+``on_event``; malformed frames are counted in :attr:`AriClient.stats` and dropped. A lost or
+refused connection is retried forever, with exponential backoff and full jitter
+(``reconnect_initial_s``, doubling, capped at ``reconnect_max_s``), until :meth:`close`.
+
+Ordering caveat (recorded on a real Asterisk): an event may arrive *before* the REST response
+of the request that caused it (``StasisStart`` of a snoop before its 200,
+``ChannelEnteredBridge`` before the ``addChannel`` 204, ``ChannelHangupRequest`` before the
+``DELETE`` 204). Consumers must not assume the REST call returned first.
+
+The password (``settings.password``) is only put into the ``Authorization`` header; it never
+appears in a log line, an exception message or :attr:`AriClient.stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from earpiece.agi.ari_models import (
+    Application,
+    AriEvent,
+    AriModel,
+    AsteriskInfo,
+    AsteriskPing,
+    Bridge,
+    Channel,
+    Playback,
+    Variable,
+    parse_event,
+    parse_list,
+)
+from earpiece.agi.settings import AriSettings
+from earpiece.errors import (
+    AriProtocolError,
+    PbxAuthError,
+    PbxConnectionError,
+    PbxError,
+)
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=AriModel)
+
+EventCallback = Callable[[AriEvent], None]
+ConnectedCallback = Callable[[], Awaitable[None]]
+
+#: A connection that stayed up this long resets the reconnect backoff to its initial delay.
+STABLE_CONNECTION_S = 5.0
+
+
+class AriHttpError(PbxError):
+    """Asterisk answered a REST call with a non-2xx status."""
+
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.message = message
+        super().__init__(f"ARI {method} {path}: {status} {message}")
+
+
+class AriAuthError(AriHttpError, PbxAuthError):
+    """401: ARI rejected the username/password."""
+
+
+class AriNotFoundError(AriHttpError):
+    """404: unknown channel, bridge, playback, application or resource."""
+
+
+class AriConflictError(AriHttpError):
+    """409: e.g. the channel is not in a Stasis application, or the id already exists."""
+
+
+def _http_error(method: str, path: str, status: int, message: str) -> AriHttpError:
+    if status == 401:
+        return AriAuthError(method, path, status, message)
+    if status == 404:
+        return AriNotFoundError(method, path, status, message)
+    if status == 409:
+        return AriConflictError(method, path, status, message)
+    return AriHttpError(method, path, status, message)
+
+
+@dataclass
+class AriClientStats:
+    """Counters of the events websocket (mutable; read them, don't write them)."""
+
+    connects: int = 0
+    disconnects: int = 0
+    connect_failures: int = 0
+    auth_failures: int = 0
+    frames: int = 0
+    events: int = 0
+    malformed_frames: int = 0
+    handler_errors: int = 0
+    last_error: str = ""
+
+
+QueryItems = Iterable[tuple[str, object]]
+
+
+def _query_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def encode_query(items: QueryItems) -> str:
+    """``k=v&...`` percent-encoded like the recordings; ``None`` values are left out."""
+    parts = []
+    for key, value in items:
+        if value is None:
+            continue
+        parts.append(f"{quote(key, safe='')}={quote(_query_value(value), safe='')}")
+    return "&".join(parts)
+
+
+def _seg(value: str) -> str:
+    """One path segment (channel id, bridge id...), percent-encoded."""
+    if not value:
+        raise ValueError("empty ARI resource id")
+    return quote(value, safe="")
+
+
+def _join(value: str | Sequence[str]) -> str:
+    if isinstance(value, str):
+        return value
+    return ",".join(value)
+
+
+class AriClient:
+    """ARI REST + events client for one Stasis application (``settings.app``)."""
+
+    def __init__(
+        self,
+        settings: AriSettings,
+        *,
+        on_event: EventCallback | None = None,
+        on_connected: ConnectedCallback | None = None,
+        session: aiohttp.ClientSession | None = None,
+        heartbeat_s: float | None = 20.0,
+    ) -> None:
+        self.settings = settings
+        self.on_event = on_event
+        self.on_connected = on_connected
+        self.stats = AriClientStats()
+        self._session = session
+        self._owns_session = session is None
+        self._auth = aiohttp.BasicAuth(settings.username, settings.password.get())
+        self._heartbeat_s = heartbeat_s
+        base = URL(settings.url.rstrip("/"))
+        self._log_base = str(base.with_user(None).with_password(None))
+        self._base = self._log_base if self._log_base.endswith("/ari") else self._log_base + "/ari"
+        self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
+        self._task: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._last_failure: PbxError | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def connected(self) -> bool:
+        """True while the events websocket is open."""
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        """Start the events websocket task (returns at once; see :meth:`wait_connected`)."""
+        if self._closing:
+            raise PbxError("AriClient was closed")
+        self._ensure_session()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run_events(), name="ari-events")
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        """Wait until the websocket is open; on timeout raise the last failure seen.
+
+        Raises :class:`~earpiece.errors.PbxAuthError` when the last attempt was refused with
+        401, else :class:`~earpiece.errors.PbxConnectionError`.
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
+        except TimeoutError:
+            failure = self._last_failure
+            if isinstance(failure, PbxAuthError):
+                raise PbxAuthError(str(failure)) from None
+            detail = f": {failure}" if failure is not None else ""
+            raise PbxConnectionError(
+                f"ARI events websocket not connected after {timeout_s} s{detail}"
+            ) from None
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the websocket and (if created here) the HTTP session."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        ws, self._ws = self._ws, None
+        if ws is not None and not ws.closed:
+            await ws.close()
+        self._connected.clear()
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def __aenter__(self) -> AriClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            if self._closing:
+                raise PbxError("AriClient was closed")
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    # ---------------------------------------------------------------- REST plumbing
+
+    def url(self, path: str, query: QueryItems = ()) -> URL:
+        """Absolute URL of ``/ari<path>`` with an encoded query (no credentials in it)."""
+        q = encode_query(query)
+        return URL(f"{self._base}{path}{'?' + q if q else ''}", encoded=True)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        query: QueryItems = (),
+        *,
+        body: Mapping[str, Any] | None = None,
+    ) -> object | None:
+        """One REST call; the decoded JSON body, or ``None`` for an empty (204) answer."""
+        session = self._ensure_session()
+        url = self.url(path, query)
+        try:
+            async with session.request(
+                method, url, auth=self._auth, json=body, timeout=self._timeout
+            ) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            reason = str(exc) or type(exc).__name__
+            raise PbxConnectionError(f"ARI {method} {path}: {reason}") from exc
+        text = raw.decode("utf-8", errors="replace")
+        logger.debug("ARI %s %s -> %d (%d bytes)", method, url.path_qs, status, len(raw))
+        if not 200 <= status < 300:
+            raise _http_error(method, path, status, _error_message(text))
+        if not text.strip():
+            return None
+        try:
+            decoded: object = json.loads(text)
+        except (ValueError, RecursionError):
+            raise AriProtocolError(f"ARI {method} {path}: {status} body is not JSON") from None
+        return decoded
+
+    async def _model(
+        self,
+        cls: type[M],
+        method: str,
+        path: str,
+        query: QueryItems = (),
+        *,
+        body: Mapping[str, Any] | None = None,
+    ) -> M:
+        data = await self.request(method, path, query, body=body)
+        if data is None:
+            raise AriProtocolError(f"ARI {method} {path}: empty body, expected {cls.__name__}")
+        if not isinstance(data, Mapping):
+            raise AriProtocolError(f"ARI {method} {path}: expected a JSON object")
+        return cls.parse(data)
+
+    async def _models(self, cls: type[M], method: str, path: str) -> list[M]:
+        data = await self.request(method, path)
+        return parse_list(cls, data if data is not None else [])
+
+    async def _void(self, method: str, path: str, query: QueryItems = ()) -> None:
+        await self.request(method, path, query)
+
+    # ---------------------------------------------------------------- channels
+
+    async def list_channels(self) -> list[Channel]:
+        """``GET /channels``: every active channel."""
+        return await self._models(Channel, "GET", "/channels")
+
+    async def get_channel(self, channel_id: str) -> Channel:
+        """``GET /channels/{channelId}``."""
+        return await self._model(Channel, "GET", f"/channels/{_seg(channel_id)}")
+
+    async def originate(
+        self,
+        endpoint: str,
+        *,
+        app: str | None = None,
+        app_args: str | Sequence[str] | None = None,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+        caller_id: str | None = None,
+        timeout: int | None = None,  # noqa: ASYNC109 (ARI's originate parameter)
+        channel_id: str | None = None,
+        other_channel_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> Channel:
+        """``POST /channels``: the new (``;1`` for Local) channel, in state ``Down``.
+
+        Give either ``app`` (Stasis) or ``context``/``extension``/``priority``; ``timeout`` is
+        in seconds; ``variables`` go in the JSON body ``{"variables": {...}}``.
+        """
+        query = (
+            ("endpoint", endpoint),
+            ("context", context),
+            ("extension", extension),
+            ("priority", priority),
+            ("app", app),
+            ("appArgs", None if app_args is None else _join(app_args)),
+            ("callerId", caller_id),
+            ("timeout", timeout),
+            ("channelId", channel_id),
+            ("otherChannelId", other_channel_id),
+        )
+        body = {"variables": dict(variables)} if variables else None
+        return await self._model(Channel, "POST", "/channels", query, body=body)
+
+    async def hangup_channel(self, channel_id: str, reason: str | None = "normal") -> None:
+        """``DELETE /channels/{channelId}?reason=...`` (204)."""
+        await self._void("DELETE", f"/channels/{_seg(channel_id)}", (("reason", reason),))
+
+    async def answer_channel(self, channel_id: str) -> None:
+        """``POST /channels/{channelId}/answer`` (204)."""
+        await self._void("POST", f"/channels/{_seg(channel_id)}/answer")
+
+    async def snoop_channel(
+        self,
+        channel_id: str,
+        *,
+        app: str,
+        spy: str = "none",
+        whisper: str = "none",
+        app_args: str = "",
+        snoop_id: str | None = None,
+    ) -> Channel:
+        """``POST /channels/{channelId}/snoop``: a ``Snoop/...`` channel in state ``Up``.
+
+        ``spy="in"`` is what the snooped channel sends into Asterisk (its party's voice),
+        ``spy="out"`` what Asterisk sends to it (what its party hears). The snoop's
+        ``StasisStart`` (carrying ``app_args``) may arrive before this call returns.
+        """
+        query = (
+            ("spy", spy),
+            ("whisper", whisper),
+            ("app", app),
+            ("appArgs", app_args or None),
+            ("snoopId", snoop_id),
+        )
+        return await self._model(Channel, "POST", f"/channels/{_seg(channel_id)}/snoop", query)
+
+    async def external_media(
+        self,
+        *,
+        app: str,
+        external_host: str,
+        format: str,
+        channel_id: str | None = None,
+        encapsulation: str = "rtp",
+        transport: str = "udp",
+        connection_type: str | None = None,
+        direction: str = "both",
+        data: str | None = None,
+    ) -> Channel:
+        """``POST /channels/externalMedia``: a ``UnicastRTP/...`` channel.
+
+        Its ``channelvars`` carry ``UNICASTRTP_LOCAL_ADDRESS``/``UNICASTRTP_LOCAL_PORT``, the
+        address Asterisk sends RTP from.
+        """
+        query = (
+            ("app", app),
+            ("external_host", external_host),
+            ("format", format),
+            ("channelId", channel_id),
+            ("encapsulation", None if encapsulation == "rtp" else encapsulation),
+            ("transport", None if transport == "udp" else transport),
+            ("connection_type", connection_type),
+            ("direction", None if direction == "both" else direction),
+            ("data", data),
+        )
+        return await self._model(Channel, "POST", "/channels/externalMedia", query)
+
+    async def get_channel_var(self, channel_id: str, name: str) -> str:
+        """``GET /channels/{channelId}/variable?variable=NAME``: the value."""
+        path = f"/channels/{_seg(channel_id)}/variable"
+        var = await self._model(Variable, "GET", path, (("variable", name),))
+        return var.value
+
+    async def set_channel_var(self, channel_id: str, name: str, value: str) -> None:
+        """``POST /channels/{channelId}/variable?variable=NAME&value=VALUE`` (204)."""
+        path = f"/channels/{_seg(channel_id)}/variable"
+        await self._void("POST", path, (("variable", name), ("value", value)))
+
+    async def play(
+        self,
+        channel_id: str,
+        media: str | Sequence[str],
+        playback_id: str | None = None,
+        lang: str | None = None,
+    ) -> Playback:
+        """``POST /channels/{channelId}/play`` (201, state ``queued``).
+
+        ``media`` is one URI (``sound:hello-world``) or a list played in order.
+        """
+        query = (("media", _join(media)), ("lang", lang), ("playbackId", playback_id))
+        return await self._model(Playback, "POST", f"/channels/{_seg(channel_id)}/play", query)
+
+    async def send_dtmf(
+        self,
+        channel_id: str,
+        dtmf: str,
+        *,
+        before: int | None = None,
+        between: int | None = None,
+        duration: int | None = None,
+        after: int | None = None,
+    ) -> None:
+        """``POST /channels/{channelId}/dtmf`` (204); times in milliseconds."""
+        query = (
+            ("dtmf", dtmf),
+            ("before", before),
+            ("between", between),
+            ("duration", duration),
+            ("after", after),
+        )
+        await self._void("POST", f"/channels/{_seg(channel_id)}/dtmf", query)
+
+    # ---------------------------------------------------------------- bridges
+
+    async def list_bridges(self) -> list[Bridge]:
+        """``GET /bridges``."""
+        return await self._models(Bridge, "GET", "/bridges")
+
+    async def get_bridge(self, bridge_id: str) -> Bridge:
+        """``GET /bridges/{bridgeId}``."""
+        return await self._model(Bridge, "GET", f"/bridges/{_seg(bridge_id)}")
+
+    async def create_bridge(
+        self, *, type: str = "mixing", bridge_id: str | None = None, name: str = ""
+    ) -> Bridge:
+        """``POST /bridges?type=...&bridgeId=...&name=...``."""
+        query = (("type", type), ("bridgeId", bridge_id), ("name", name or None))
+        return await self._model(Bridge, "POST", "/bridges", query)
+
+    async def add_channel_to_bridge(
+        self,
+        bridge_id: str,
+        channel_id: str | Sequence[str],
+        *,
+        role: str | None = None,
+        absorb_dtmf: bool | None = None,
+        mute: bool | None = None,
+        inhibit_connected_line_updates: bool | None = None,
+    ) -> None:
+        """``POST /bridges/{bridgeId}/addChannel?channel=...`` (204).
+
+        ``ChannelEnteredBridge`` may arrive before this call returns.
+        """
+        query = (
+            ("channel", _join(channel_id)),
+            ("role", role),
+            ("absorbDTMF", absorb_dtmf),
+            ("mute", mute),
+            ("inhibitConnectedLineUpdates", inhibit_connected_line_updates),
+        )
+        await self._void("POST", f"/bridges/{_seg(bridge_id)}/addChannel", query)
+
+    async def remove_channel_from_bridge(
+        self, bridge_id: str, channel_id: str | Sequence[str]
+    ) -> None:
+        """``POST /bridges/{bridgeId}/removeChannel?channel=...`` (204)."""
+        query = (("channel", _join(channel_id)),)
+        await self._void("POST", f"/bridges/{_seg(bridge_id)}/removeChannel", query)
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        """``DELETE /bridges/{bridgeId}`` (204)."""
+        await self._void("DELETE", f"/bridges/{_seg(bridge_id)}")
+
+    # ---------------------------------------------------------------- playbacks
+
+    async def get_playback(self, playback_id: str) -> Playback:
+        """``GET /playbacks/{playbackId}`` (404 once finished)."""
+        return await self._model(Playback, "GET", f"/playbacks/{_seg(playback_id)}")
+
+    async def stop_playback(self, playback_id: str) -> None:
+        """``DELETE /playbacks/{playbackId}`` (204)."""
+        await self._void("DELETE", f"/playbacks/{_seg(playback_id)}")
+
+    # ---------------------------------------------------------------- applications, asterisk
+
+    async def list_applications(self) -> list[Application]:
+        """``GET /applications``."""
+        return await self._models(Application, "GET", "/applications")
+
+    async def get_application(self, name: str) -> Application:
+        """``GET /applications/{applicationName}``."""
+        return await self._model(Application, "GET", f"/applications/{_seg(name)}")
+
+    async def subscribe_application(
+        self, name: str, event_source: str | Sequence[str]
+    ) -> Application:
+        """``POST /applications/{applicationName}/subscription?eventSource=channel:ID,...``."""
+        path = f"/applications/{_seg(name)}/subscription"
+        query = (("eventSource", _join(event_source)),)
+        return await self._model(Application, "POST", path, query)
+
+    async def asterisk_info(self) -> AsteriskInfo:
+        """``GET /asterisk/info``."""
+        return await self._model(AsteriskInfo, "GET", "/asterisk/info")
+
+    async def ping(self) -> AsteriskPing:
+        """``GET /asterisk/ping``."""
+        return await self._model(AsteriskPing, "GET", "/asterisk/ping")
+
+    # ---------------------------------------------------------------- events websocket
+
+    def events_url(self) -> URL:
+        """The websocket URL (without credentials)."""
+        query = (("app", self.settings.app), ("subscribeAll", self.settings.subscribe_all))
+        return self.url("/events", query)
+
+    def backoff_delay(self, attempt: int) -> float:
+        """Full-jitter delay before reconnect attempt ``attempt`` (0-based)."""
+        initial = max(0.0, self.settings.reconnect_initial_s)
+        cap = max(initial, self.settings.reconnect_max_s)
+        ceiling = cap if attempt >= 64 else min(cap, initial * (2.0**attempt))
+        return random.uniform(0.0, ceiling)
+
+    async def _run_events(self) -> None:
+        attempt = 0
+        url = self.events_url()
+        while not self._closing:
+            ws = await self._connect(url)
+            if ws is not None:
+                started = time.monotonic()
+                try:
+                    await self._serve(ws)
+                finally:
+                    self._ws = None
+                    self._connected.clear()
+                    self.stats.disconnects += 1
+                    if not ws.closed:
+                        await ws.close()
+                if time.monotonic() - started >= STABLE_CONNECTION_S:
+                    attempt = 0
+                if self._closing:
+                    break
+                logger.warning("ARI events websocket closed (code %s); reconnecting", ws.close_code)
+            if self._closing:
+                break
+            delay = self.backoff_delay(attempt)
+            attempt += 1
+            logger.debug("ARI events: reconnect attempt %d in %.3f s", attempt, delay)
+            await asyncio.sleep(delay)
+
+    async def _connect(self, url: URL) -> aiohttp.ClientWebSocketResponse | None:
+        session = self._ensure_session()
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                ws = await session.ws_connect(
+                    url, auth=self._auth, heartbeat=self._heartbeat_s, autoping=True
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            self.stats.connect_failures += 1
+            if exc.status == 401:
+                self.stats.auth_failures += 1
+                failure: PbxError = PbxAuthError(
+                    f"ARI events websocket: 401 credentials of user {self.settings.username!r}"
+                    " rejected"
+                )
+                logger.error("%s", failure)
+            else:
+                failure = PbxConnectionError(
+                    f"ARI events websocket handshake refused: {exc.status} {exc.message}"
+                )
+                logger.warning("%s", failure)
+            self._last_failure = failure
+            self.stats.last_error = str(failure)
+            return None
+        except (aiohttp.ClientError, OSError) as exc:
+            self.stats.connect_failures += 1
+            failure = PbxConnectionError(
+                f"ARI events websocket {self._log_base}: {exc or type(exc).__name__}"
+            )
+            self._last_failure = failure
+            self.stats.last_error = str(failure)
+            logger.warning("%s", failure)
+            return None
+        return ws
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self.stats.connects += 1
+        self._last_failure = None
+        self._connected.set()
+        logger.info(
+            "ARI events websocket connected to %s (app=%s, subscribeAll=%s)",
+            self._log_base,
+            self.settings.app,
+            self.settings.subscribe_all,
+        )
+        if self.on_connected is not None:
+            try:
+                await self.on_connected()
+            except Exception:
+                self.stats.handler_errors += 1
+                logger.exception("ARI on_connected callback failed")
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                self._handle_text(msg.data)
+            elif msg.type is aiohttp.WSMsgType.BINARY:
+                self.stats.frames += 1
+                self.stats.malformed_frames += 1
+                logger.warning("ARI events: dropped a binary frame (%d bytes)", len(msg.data))
+            elif msg.type is aiohttp.WSMsgType.ERROR:
+                logger.warning("ARI events websocket error: %s", ws.exception())
+                break
+
+    def _handle_text(self, text: str) -> None:
+        self.stats.frames += 1
+        try:
+            obj = json.loads(text)
+            event = parse_event(obj)
+        except (ValueError, RecursionError, AriProtocolError) as exc:
+            self.stats.malformed_frames += 1
+            logger.warning("ARI events: dropped a malformed frame: %s", str(exc)[:200])
+            return
+        self.stats.events += 1
+        if event.type == "ApplicationReplaced":
+            logger.warning(
+                "ARI application %r was taken over by another websocket; no more events",
+                event.application,
+            )
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                self.stats.handler_errors += 1
+                logger.exception("ARI on_event callback failed for %s", event.type)
+
+    def dispatch_text(self, text: str) -> None:
+        """Handle one websocket text frame as if received (counted like a real frame)."""
+        self._handle_text(text)
+
+
+def _error_message(text: str) -> str:
+    """The ``message`` of Asterisk's JSON error body, else the start of the body."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        obj = None
+    if isinstance(obj, Mapping):
+        message = obj.get("message")
+        if isinstance(message, str):
+            return message
+    snippet = " ".join(text.split())[:200]
+    return snippet or "(empty body)"
