@@ -5,6 +5,11 @@ An AMI message is an ordered list of ``Key: Value`` lines ending in an empty lin
 kept as an ordered tuple of pairs; lookups are case-insensitive. The connection starts with a
 banner line (``Asterisk Call Manager/11.0.0\\r\\n``) that is not a message.
 
+AMI is byte-oriented: Asterisk passes caller names through as it got them, so a latin-1 name
+can arrive in an otherwise valid event. Text is decoded as UTF-8 with ``surrogateescape``:
+such a message is kept (a ``Hangup`` must not be lost over a caller name), the odd bytes
+show up as lone surrogates, and ``bytes(msg)`` gives back the exact input bytes.
+
 :class:`AmiFramer` turns a byte stream into messages; malformed messages are counted and
 dropped, never raised to the caller.
 """
@@ -86,10 +91,7 @@ class AmiMessage:
             raise AmiProtocolError("empty message")
         if len(raw) > MAX_MESSAGE_BYTES:
             raise AmiProtocolError(f"message longer than {MAX_MESSAGE_BYTES} bytes")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise AmiProtocolError(f"message is not UTF-8 at byte {exc.start}") from None
+        text = raw.decode("utf-8", "surrogateescape")
         headers: list[tuple[str, str]] = []
         for lineno, line in enumerate(text.split("\r\n"), 1):
             if not line:
@@ -110,7 +112,7 @@ class AmiMessage:
         return cls(tuple(headers))
 
     def __bytes__(self) -> bytes:
-        return self.to_text().encode("utf-8")
+        return self.to_text().encode("utf-8", "surrogateescape")
 
     def to_text(self) -> str:
         return "".join(f"{k}: {v}\r\n" for k, v in self.headers) + "\r\n"
@@ -175,6 +177,7 @@ class AmiFramer:
     errors: int = 0
     last_error: str = ""
     _buf: bytearray = field(default_factory=bytearray)
+    _scan: int = 0  # the terminator is not in _buf[:_scan + 3]: resume the search there
 
     def feed(self, data: bytes) -> list[AmiMessage | AmiBanner]:
         self._buf += data
@@ -195,11 +198,15 @@ class AmiFramer:
             # Tolerate stray blank lines between messages.
             while self._buf.startswith(b"\r\n"):
                 del self._buf[:2]
-            end = self._buf.find(TERMINATOR)
+                self._scan = max(0, self._scan - 2)
+            end = self._buf.find(TERMINATOR, self._scan)
             if end < 0:
+                # Feeding a large message in small chunks stays linear.
+                self._scan = max(0, len(self._buf) - len(TERMINATOR) + 1)
                 break
             raw = bytes(self._buf[: end + 4])
             del self._buf[: end + 4]
+            self._scan = 0
             try:
                 out.append(AmiMessage.parse(raw))
             except AmiProtocolError as exc:
@@ -211,6 +218,7 @@ class AmiFramer:
         if len(self._buf) > self.max_buffer:
             self._error(f"no message terminator within {self.max_buffer} bytes; buffer dropped")
             self._buf.clear()
+            self._scan = 0
 
     def _error(self, reason: str) -> None:
         self.errors += 1
