@@ -359,6 +359,9 @@ fragments = st.sampled_from(
 ami_ish_bytes = st.one_of(
     st.binary(max_size=400),
     st.lists(st.one_of(fragments, st.binary(max_size=6)), max_size=60).map(b"".join),
+    st.lists(
+        st.one_of(messages.map(bytes), fragments, st.binary(max_size=6)), max_size=12
+    ).map(b"".join),
 )
 
 
