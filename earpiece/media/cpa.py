@@ -1,0 +1,447 @@
+"""Call-progress analysis from audio: tones before answer, human/machine after answer.
+
+:class:`CallProgressDetector` is a streaming state machine fed 20 ms frames of 8 kHz int16
+audio (the far end). Before :meth:`CallProgressDetector.answer` it only looks for call-progress
+tones in early media (ringback, busy, congestion, SIT, fax) and intercept wording; after it, it
+also decides human / machine / fax / silence as early as the evidence allows:
+
+* a tone plan's cadence or the SIT sequence -> that label, whatever the phase;
+* a greeting (speech bursts joined across short pauses) longer than ``long_greeting_s`` ->
+  machine; a short greeting followed by ``human_silence_s`` of silence -> human;
+* a beep (a pure tone that is not a known call-progress tone) -> machine;
+* machine wording in a transcript handed to :meth:`add_transcript` -> machine;
+* nothing but silence for ``silence_timeout_s`` -> silence; undecided at ``max_s`` ->
+  unknown (deferred while a tone cadence is still being matched).
+
+:func:`analyze_audio` runs the same detector over a whole recording. Pure computation, no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from earpiece.media.tones import (
+    FRAME,
+    FRAME_S,
+    RATE,
+    SIT_FIRST,
+    SIT_SECOND,
+    SIT_THIRD,
+    WINDOW,
+    CadenceMatcher,
+    FrameTones,
+    SitMatcher,
+    ToneBank,
+    TonePlan,
+    frequency_sets,
+    plans_for,
+)
+
+log = logging.getLogger(__name__)
+
+LABELS = ("human", "machine", "fax", "silence", "ringback", "busy", "congestion", "sit",
+          "unknown")
+TONE_LABELS = frozenset({"ringback", "busy", "congestion", "sit", "fax"})
+
+#: Wording that marks a recorded greeting / carrier announcement (lower-case substrings).
+MACHINE_PHRASES = (
+    "leave a message", "leave your message", "leave me a message", "not available",
+    "unavailable", "after the tone", "after the beep", "can't take your call",
+    "cannot take your call", "can't come to the phone", "voicemail", "voice mail",
+    "mailbox", "您拨打的", "留言", "无法接通", "不在服务区", "暂时无法", "请在",
+)
+#: Intercept wording in early media (before answer) -> sit.
+INTERCEPT_PHRASES = (
+    "not in service", "has been disconnected", "cannot be completed", "no longer in service",
+    "check the number", "您拨打的", "空号", "已停机", "不存在",
+)
+
+
+@dataclass(frozen=True)
+class CpaOptions:
+    """Tunables of :class:`CallProgressDetector` (times in seconds)."""
+
+    tone_plan: str = "all"  # comma-separated country codes: us, cn, uk, eu, or all
+    phase: Literal["pre_answer", "post_answer"] = "post_answer"  # phase at construction
+    long_greeting_s: float = 1.3
+    human_silence_s: float = 0.5
+    utterance_gap_s: float = 0.45
+    word_gap_s: float = 0.1
+    min_utterance_s: float = 0.12
+    silence_timeout_s: float = 3.5
+    max_s: float = 4.0
+    tone_max_s: float = 12.0
+    vad_margin_db: float = 8.0
+    vad_min_dbfs: float = -50.0
+    beep_min_s: float = 0.1
+    beep_max_s: float = 2.5
+    pure_fraction: float = 0.8
+
+    def __post_init__(self) -> None:
+        plans_for(self.tone_plan)  # validates the names
+        if self.human_silence_s <= 0 or self.long_greeting_s <= 0:
+            raise ValueError("cpa times must be positive")
+        if self.max_s < self.human_silence_s:
+            raise ValueError("cpa max_s must exceed human_silence_s")
+
+
+@dataclass(frozen=True)
+class CpaResult:
+    """A call-progress verdict. ``decision_s`` counts from answer (or stream start before it)."""
+
+    label: str
+    confidence: float
+    decision_s: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": round(self.confidence, 3),
+                "decision_s": round(self.decision_s, 3), "evidence": self.evidence}
+
+
+@dataclass
+class _Utterance:
+    start_s: float
+    last_speech_s: float
+    speech_s: float = 0.0
+    bursts: int = 1
+    burst_last_s: float = 0.0
+
+
+class CallProgressDetector:
+    """Streaming call-progress / answering-machine detector (see module docstring)."""
+
+    def __init__(self, options: CpaOptions | None = None) -> None:
+        self.options = options or CpaOptions()
+        self.plans: tuple[TonePlan, ...] = plans_for(self.options.tone_plan)
+        sets = frequency_sets(self.plans)
+        self._bank = ToneBank(sets)
+        self._set_index = {s: i for i, s in enumerate(sets)}
+        self._matchers = [CadenceMatcher(p) for p in self.plans]
+        self._sit = SitMatcher([self._set_index[(f,)] for f in SIT_FIRST],
+                               [self._set_index[(f,)] for f in SIT_SECOND],
+                               [self._set_index[(f,)] for f in SIT_THIRD])
+        self._window = np.zeros(WINDOW, dtype=np.float64)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self.frames = 0
+        self.answered = self.options.phase == "post_answer"
+        self._answer_frame = 0
+        self._pre_label: str | None = None
+        self.result: CpaResult | None = None  # the post-answer (or final) verdict
+        self.pre_answer_result: CpaResult | None = None
+        self._floor: float | None = None
+        self._last_tone_s = -1e9
+        self._tone_frames = 0
+        self._tone_seen_label: str | None = None
+        self._speech_frames = 0
+        self._first_speech_s: float | None = None
+        self._utt: _Utterance | None = None
+        self._utterances: list[dict[str, float]] = []
+        self._last_speech_s: float | None = None
+        self._pure_run: list[float] = []  # [freq, duration] of the current pure-tone run
+        self._beeps: list[dict[str, float]] = []
+        self._words: list[str] = []
+
+    # ---- public API -------------------------------------------------------------------------
+    def answer(self) -> None:
+        """Mark the answer: post-answer analysis starts now, ``decision_s`` counts from here."""
+        if self.answered:
+            return
+        self.answered = True
+        self._answer_frame = self.frames
+        self._reset_speech()
+
+    @property
+    def t(self) -> float:
+        """Seconds since answer (or since the start of the stream before answer)."""
+        return (self.frames - self._answer_frame) * FRAME_S
+
+    def feed(self, frame: npt.NDArray[np.int16]) -> CpaResult | None:
+        """Feed audio (ideally 160 samples); return a verdict the first time one is reached.
+
+        Before answer a verdict is returned whenever the detected early-media label changes;
+        after answer at most once.
+        """
+        samples = np.asarray(frame, dtype=np.int16).ravel()
+        if self._pending.size:
+            samples = np.concatenate([self._pending, samples])
+        out: CpaResult | None = None
+        n = samples.size // FRAME
+        for i in range(n):
+            r = self._frame(samples[i * FRAME:(i + 1) * FRAME])
+            if r is not None:
+                out = r
+        self._pending = samples[n * FRAME:].copy()
+        return out
+
+    def add_transcript(self, text: str) -> CpaResult | None:
+        """Hand recognised words to the detector (machine greeting / intercept wording)."""
+        self._words.append(text)
+        low = text.lower()
+        if not self.answered:
+            hit = _phrase(low, INTERCEPT_PHRASES)
+            if hit:
+                return self._pre("sit", 0.9, {"rule": "intercept_words", "phrase": hit})
+            return None
+        if self.result is not None:
+            return None
+        hit = _phrase(low, MACHINE_PHRASES)
+        if hit:
+            return self._decide("machine", 0.95, "machine_words", phrase=hit)
+        return None
+
+    def finish(self) -> CpaResult:
+        """End of stream: the verdict so far, or the best guess from what was seen."""
+        if self.result is not None:
+            return self.result
+        if not self.answered:
+            if self.pre_answer_result is not None:
+                return self.pre_answer_result
+            return CpaResult("unknown", 0.0, self.t, self._evidence("end_of_stream"))
+        utt = self._utt
+        if utt is not None:
+            span = utt.last_speech_s - utt.start_s
+            if span >= self.options.long_greeting_s:
+                return self._decide("machine", 0.6, "end_long_greeting")
+            if span >= self.options.min_utterance_s:
+                return self._decide("human", 0.5, "end_short_greeting")
+        if self._first_speech_s is None and self._tone_frames == 0:
+            return self._decide("silence", 0.6 if self.t >= 2.0 else 0.3, "end_silence")
+        return self._decide("unknown", 0.0, "end_of_stream")
+
+    # ---- per frame ---------------------------------------------------------------------------
+    def _frame(self, frame: npt.NDArray[np.int16]) -> CpaResult | None:
+        self._window[:-FRAME] = self._window[FRAME:]
+        self._window[-FRAME:] = frame
+        ft = self._bank.analyse(self._window)
+        self.frames += 1
+        t = self.t
+        tone_label = self._tones(ft, t)
+        speech = self._vad(ft)
+        self._beep(ft, t, speech)
+        if not self.answered:
+            if tone_label is not None:
+                return self._pre(tone_label, 0.95, {"rule": "tone_cadence"})
+            return None
+        if self.result is not None:
+            return None
+        if tone_label is not None:
+            if not (tone_label == "fax" and self._first_speech_s is not None
+                    and self._tone_seen_label == "fax.cng"):
+                return self._decide(tone_label, 0.95, "tone_cadence")
+        self._speech(speech, t)
+        return self._amd(t)
+
+    def _tones(self, ft: FrameTones, t: float) -> str | None:
+        if ft.tone >= 0:
+            self._last_tone_s = t
+            self._tone_frames += 1
+        tone_set = self._bank.freq_sets[ft.tone] if ft.tone >= 0 else None
+        found: str | None = None
+        for m in self._matchers:
+            if m.update(tone_set == m.plan.freqs) and found is None:
+                found = m.plan.label
+                self._tone_seen_label = m.plan.name
+        if self._sit.update(ft.tone) and found is None:
+            found = "sit"
+            self._tone_seen_label = "sit"
+        return found
+
+    def _vad(self, ft: FrameTones) -> bool:
+        level = ft.level_dbfs
+        if self._floor is None:
+            self._floor = level
+        elif level < self._floor:
+            self._floor = level
+        else:
+            self._floor += 0.01
+        o = self.options
+        if ft.tone >= 0 or ft.pure_fraction >= o.pure_fraction:
+            return False
+        return level >= max(self._floor + o.vad_margin_db, o.vad_min_dbfs)
+
+    def _beep(self, ft: FrameTones, t: float, speech: bool) -> None:
+        o = self.options
+        pure = (ft.tone < 0 and ft.pure_fraction >= o.pure_fraction
+                and ft.level_dbfs >= o.vad_min_dbfs)
+        run = self._pure_run
+        if pure and run and abs(ft.pure_hz - run[0]) <= 0.03 * run[0] + 10.0:
+            run[1] += FRAME_S
+            return
+        if run and o.beep_min_s <= run[1] <= o.beep_max_s:
+            self._beeps.append({"hz": round(run[0], 1), "dur_s": round(run[1], 3),
+                                "end_s": round(t, 3)})
+        self._pure_run = [ft.pure_hz, FRAME_S] if pure else []
+
+    def _speech(self, speech: bool, t: float) -> None:
+        o = self.options
+        utt = self._utt
+        if speech:
+            self._speech_frames += 1
+            if utt is None or t - utt.last_speech_s > o.utterance_gap_s:
+                if utt is not None:
+                    self._close_utterance()
+                utt = self._utt = _Utterance(start_s=t - FRAME_S, last_speech_s=t,
+                                             burst_last_s=t)
+            else:
+                if t - utt.burst_last_s > o.word_gap_s:
+                    utt.bursts += 1
+                utt.burst_last_s = t
+                utt.last_speech_s = t
+            utt.speech_s += FRAME_S
+            if utt.speech_s >= o.min_utterance_s and self._first_speech_s is None:
+                self._first_speech_s = utt.start_s
+            self._last_speech_s = t
+        elif utt is not None and utt.speech_s < o.min_utterance_s and \
+                t - utt.last_speech_s > o.utterance_gap_s:
+            self._utt = None  # a click, not speech
+
+    def _close_utterance(self) -> None:
+        utt = self._utt
+        if utt is not None and utt.speech_s >= self.options.min_utterance_s:
+            self._utterances.append({"start_s": round(utt.start_s, 3),
+                                     "end_s": round(utt.last_speech_s, 3),
+                                     "speech_s": round(utt.speech_s, 3),
+                                     "bursts": utt.bursts})
+
+    def _amd(self, t: float) -> CpaResult | None:
+        o = self.options
+        if self._beeps and self._beeps[-1]["end_s"] <= t:
+            return self._decide("machine", 0.9, "beep")
+        utt = self._utt
+        if utt is not None and utt.speech_s >= o.min_utterance_s:
+            span = utt.last_speech_s - utt.start_s
+            if span >= o.long_greeting_s:
+                conf = min(0.99, 0.75 + 0.1 * utt.bursts / 3 + 0.1 * (span - o.long_greeting_s))
+                return self._decide("machine", conf, "long_greeting")
+            silent = t - utt.last_speech_s
+            if silent >= o.human_silence_s:
+                conf = min(0.97, 0.65 + 0.25 * (1 - span / o.long_greeting_s)
+                           + 0.1 * min(1.0, silent / 1.0))
+                return self._decide("human", conf, "short_greeting_then_silence")
+        tone_recent = t - self._last_tone_s < 4.5
+        if self._first_speech_s is None and self._utt is None and not tone_recent \
+                and t >= o.silence_timeout_s and self._tone_frames == 0:
+            return self._decide("silence", 0.85, "no_speech")
+        if t >= o.max_s and not (tone_recent and t < o.tone_max_s):
+            if utt is not None and utt.speech_s >= o.min_utterance_s:
+                return None if t < o.max_s + o.human_silence_s else self._decide(
+                    "unknown", 0.2, "analysis_time")
+            if self._first_speech_s is None and self._tone_frames > 0:
+                return self._decide("unknown", 0.3, "tone_without_cadence")
+            return self._decide("unknown", 0.2, "analysis_time")
+        return None
+
+    # ---- results -----------------------------------------------------------------------------
+    def _reset_speech(self) -> None:
+        self._utt = None
+        self._utterances = []
+        self._first_speech_s = None
+        self._last_speech_s = None
+        self._speech_frames = 0
+        self._beeps = []
+        self._pure_run = []
+        self._tone_frames = 0
+        self._last_tone_s = -1e9
+        for m in self._matchers:
+            m.reset()
+        self._sit.reset()
+
+    def _evidence(self, rule: str, **extra: Any) -> dict[str, Any]:
+        utt = self._utt
+        utterances = list(self._utterances)
+        if utt is not None and utt.speech_s >= self.options.min_utterance_s:
+            utterances.append({"start_s": round(utt.start_s, 3),
+                               "end_s": round(utt.last_speech_s, 3),
+                               "speech_s": round(utt.speech_s, 3), "bursts": utt.bursts})
+        ev: dict[str, Any] = {
+            "rule": rule,
+            "phase": "post_answer" if self.answered else "pre_answer",
+            "initial_silence_s": (round(self._first_speech_s, 3)
+                                  if self._first_speech_s is not None else round(self.t, 3)),
+            "speech_s": round(self._speech_frames * FRAME_S, 3),
+            "utterances": utterances,
+        }
+        if utterances:
+            first = utterances[0]
+            ev["greeting_s"] = round(first["end_s"] - first["start_s"], 3)
+            ev["bursts"] = first["bursts"]
+        if self._last_speech_s is not None:
+            ev["silence_after_s"] = round(self.t - self._last_speech_s, 3)
+        if self._beeps:
+            ev["beeps"] = list(self._beeps)
+        if self._tone_seen_label:
+            ev["tone_plan"] = self._tone_seen_label
+        if self._tone_frames:
+            ev["tone_frames"] = self._tone_frames
+        ev.update(extra)
+        return ev
+
+    def _decide(self, label: str, confidence: float, rule: str, **extra: Any) -> CpaResult:
+        self.result = CpaResult(label, confidence, round(self.t, 3),
+                                self._evidence(rule, **extra))
+        return self.result
+
+    def _pre(self, label: str, confidence: float, extra: dict[str, Any]) -> CpaResult | None:
+        if label == self._pre_label:
+            return None
+        self._pre_label = label
+        rule = str(extra.pop("rule"))
+        self.pre_answer_result = CpaResult(label, confidence, round(self.t, 3),
+                                           self._evidence(rule, **extra))
+        return self.pre_answer_result
+
+
+def _phrase(text: str, phrases: tuple[str, ...]) -> str | None:
+    norm = re.sub(r"\s+", " ", text.replace("’", "'"))
+    for p in phrases:
+        if p in norm:
+            return p
+    return None
+
+
+def resample_to_8k(samples: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.int16]:
+    """Polyphase resampling of int16 audio to 8 kHz (identity at 8 kHz)."""
+    if rate == RATE:
+        return samples
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(rate, RATE)
+    y = resample_poly(samples.astype(np.float64), RATE // g, rate // g)
+    out: npt.NDArray[np.int16] = np.clip(np.round(y), -32768, 32767).astype(np.int16)
+    return out
+
+
+def analyze_audio(samples: npt.NDArray[np.int16], rate: int, *,
+                  options: CpaOptions | None = None,
+                  transcript: str | None = None) -> CpaResult:
+    """Run :class:`CallProgressDetector` over a whole mono recording (post-answer by default).
+
+    Stops at the first verdict; a recording that ends first gets :meth:`finish`'s best guess.
+    ``transcript`` (optional) is handed over before the audio, as an ASR result would be.
+    """
+    x = resample_to_8k(np.asarray(samples, dtype=np.int16).ravel(), rate)
+    det = CallProgressDetector(options)
+    if transcript:
+        det.add_transcript(transcript)
+    if det.answered and det.result is not None:
+        return det.result
+    best_pre: CpaResult | None = None
+    for i in range(0, x.size - FRAME + 1, FRAME):
+        r = det.feed(x[i:i + FRAME])
+        if r is None:
+            continue
+        if det.answered:
+            return r
+        best_pre = r
+    if best_pre is not None:
+        return best_pre
+    return det.finish()
