@@ -329,11 +329,11 @@ async def check_ari(settings: Settings, secret_source: str) -> list[CheckResult]
                                f"set $EARPIECE_ARI_PASSWORD or ari.password_file; {auth_hint}"))
         out.append(CheckResult("ari.events", "SKIP", "needs ari.info"))
         return out
-    auth = aiohttp.BasicAuth(ari.username, ari.password.get())
+    auth = {"Authorization": aiohttp.encode_basic_auth(ari.username, ari.password.get())}
     timeout = aiohttp.ClientTimeout(total=ari.request_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         try:
-            async with session.get(info_url, auth=auth) as resp:
+            async with session.get(info_url, headers=auth) as resp:
                 status = resp.status
                 body = await resp.text()
         except aiohttp.ClientConnectorError as exc:
@@ -378,7 +378,7 @@ async def check_ari(settings: Settings, secret_source: str) -> list[CheckResult]
         if ari.subscribe_all:
             params["subscribeAll"] = "true"
         try:
-            async with session.ws_connect(ws_url, params=params, auth=auth, autoping=False,
+            async with session.ws_connect(ws_url, params=params, headers=auth, autoping=False,
                                           heartbeat=None) as ws:
                 out.append(CheckResult("ari.events", "PASS",
                                        f"websocket /ari/events?app={app}: 101 Switching Protocols"))
