@@ -29,11 +29,13 @@ from earpiece.media.vad import FRAME_MS, Segment, VadSegmenter
 
 log = logging.getLogger(__name__)
 
-#: ``slin`` is AudioSocket's little-endian signed linear; ``slin16`` is externalMedia's
-#: big-endian 16 kHz (see shared/asterisk/README.md).
-Codec = Literal["ulaw", "alaw", "slin16", "slin"]
+#: ``slin16`` is externalMedia RTP's big-endian 16 kHz (see shared/asterisk/README.md);
+#: ``slin``/``slin16le`` are AudioSocket's little-endian 8/16 kHz signed linear.
+Codec = Literal["ulaw", "alaw", "slin16", "slin", "slin16le"]
 
-NATIVE_RATE: dict[str, int] = {"ulaw": 8000, "alaw": 8000, "slin16": 16000, "slin": 8000}
+NATIVE_RATE: dict[str, int] = {
+    "ulaw": 8000, "alaw": 8000, "slin16": 16000, "slin": 8000, "slin16le": 16000,
+}
 _BE16 = np.dtype(">i2")
 _LE16 = np.dtype("<i2")
 
@@ -173,6 +175,9 @@ class PartyStream:
         self.stats.packets += 1
         if self.started_at is None:
             self.started_at = now
+        if self.jitter.in_order(seq):  # the common case: no list, no dict
+            self._decoded(self._decode(payload), False)
+            return
         for _, p in self.jitter.push(seq, payload, now):
             if p is None:
                 self._conceal()

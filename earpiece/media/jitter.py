@@ -63,6 +63,21 @@ class JitterBuffer(Generic[P]):
             delta -= 0x10000
         return self._highest + delta
 
+    def in_order(self, seq: int) -> bool:
+        """Fast path: nothing is held and ``seq`` is the next one: account for it, release it.
+
+        Returns False (and changes nothing) otherwise; then call :meth:`push`.
+        """
+        nxt = self._next
+        if self._buf or nxt < 0 or seq != nxt & 0xFFFF:
+            return False
+        self._highest = nxt
+        self._next = nxt + 1
+        st = self.stats
+        st.received += 1
+        st.released += 1
+        return True
+
     def push(self, seq: int, payload: P, now: float) -> list[tuple[int, P | None]]:
         st = self.stats
         st.received += 1

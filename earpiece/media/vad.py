@@ -71,6 +71,7 @@ class VadSegmenter:
         self.voiced_frames = 0
         self.fed_frames = 0
         self._last_index = -1
+        self._prev_end = 0.0
 
     @property
     def in_speech(self) -> bool:
@@ -117,9 +118,12 @@ class VadSegmenter:
         if voiced < self._min_voiced:
             return None
         frame_s = FRAME_MS / 1000.0
+        start_s = max(self._prev_end, start * frame_s - s.preroll_ms / 1000.0)
+        end_s = min(last + 1 + self._hang_frames, self._last_index + 1) * frame_s
+        self._prev_end = end_s
         return Segment(
-            start_s=max(0.0, start * frame_s - s.preroll_ms / 1000.0),
-            end_s=min(last + 1 + self._hang_frames, self._last_index + 1) * frame_s,
+            start_s=start_s,
+            end_s=end_s,
             first_frame=start,
             last_frame=last,
             voiced_frames=voiced,
