@@ -179,7 +179,9 @@ class AriClient:
         self.stats = AriClientStats()
         self._session = session
         self._owns_session = session is None
-        self._auth = aiohttp.BasicAuth(settings.username, settings.password.get())
+        self._auth_headers = {
+            "Authorization": aiohttp.encode_basic_auth(settings.username, settings.password.get())
+        }
         self._heartbeat_s = heartbeat_s
         base = URL(settings.url.rstrip("/"))
         self._log_base = str(base.with_user(None).with_password(None))
@@ -279,7 +281,7 @@ class AriClient:
         url = self.url(path, query)
         try:
             async with session.request(
-                method, url, auth=self._auth, json=body, timeout=self._timeout
+                method, url, headers=self._auth_headers, json=body, timeout=self._timeout
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
@@ -608,7 +610,7 @@ class AriClient:
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
                 ws = await session.ws_connect(
-                    url, auth=self._auth, heartbeat=self._heartbeat_s, autoping=True
+                    url, headers=self._auth_headers, heartbeat=self._heartbeat_s, autoping=True
                 )
         except aiohttp.WSServerHandshakeError as exc:
             self.stats.connect_failures += 1
