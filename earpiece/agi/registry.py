@@ -82,6 +82,8 @@ log = logging.getLogger(__name__)
 SPY_APPS = frozenset({"chanspy", "extenspy"})
 #: Dialplan applications that make a Local-only call a real call as soon as they run.
 CONFIRMING_APPS = frozenset({"dial", "queue", "stasis", "agi", "eagi", "amd", "followme"})
+#: Applications whose channel is the caller of the dialled legs it is connected to.
+CALLER_APPS = frozenset({"dial", "queue", "followme"})
 ORIGINATED_APP = "AppDial2"  # first Newexten of a channel created by Originate
 DIALLED_APP = "AppDial"  # first Newexten of a channel created by Dial()
 UNKNOWN_UNIQUEID = "<unknown>"
@@ -109,6 +111,18 @@ class RegistryStats:
     calls_started: int = 0
     calls_ended: int = 0
     resyncs: int = 0
+
+
+@dataclass(frozen=True)
+class _Live:
+    """One channel of a resync listing."""
+
+    uid: str
+    name: str
+    linkedid: str | None
+    state: str
+    bridge: str = ""
+    link: str | None = None  # uniqueid of the channel that dialled it (ARI heuristic)
 
 
 @dataclass
@@ -147,6 +161,7 @@ class Registry:
         self._history: deque[Call] = deque(maxlen=history_size)
         self._memory_size = memory_size
         self.stats = RegistryStats()
+        self._source = ""  # the ARI event being handled, for evidence sources
 
     # ===================================================================== public lookups
     @property
@@ -273,7 +288,7 @@ class Registry:
         state = msg.get(prefix + "ChannelStateDesc") or STATE_NAMES.get(
             msg.get(prefix + "ChannelState") or "", ""
         )
-        return self._ensure(uid, chan, msg.get(prefix + "Linkedid"), state)
+        return self._seen(uid, chan, msg.get(prefix + "Linkedid"), state, f"ami:{msg.event}")
 
     def _ami_newchannel(self, msg: AmiMessage) -> None:
         self._ami_channel(msg)
@@ -284,12 +299,7 @@ class Registry:
             self._dialplan(found[0], found[1], msg.get("Application") or "", "ami")
 
     def _ami_newstate(self, msg: AmiMessage) -> None:
-        found = self._ami_channel(msg)
-        if found is None:
-            return
-        call, ch = found
-        desc = msg.get("ChannelStateDesc") or STATE_NAMES.get(msg.get("ChannelState") or "", "")
-        self._channel_state(call, ch, desc, f"ami:Newstate {desc}")
+        self._ami_channel(msg)  # the state change itself is handled in _seen()
 
     def _ami_dialbegin(self, msg: AmiMessage) -> None:
         dest = self._ami_channel(msg, "Dest")
@@ -442,6 +452,7 @@ class Registry:
             self.stats.dropped += 1
             return
         self.stats.ari_events += 1
+        self._source = f"ari:{kind}"
         handler = self._ARI_HANDLERS.get(kind)
         try:
             if handler is not None:
@@ -459,7 +470,7 @@ class Registry:
         if not isinstance(uid, str) or not isinstance(name, str) or not uid:
             return None
         state = chan.get("state")
-        return self._ensure(uid, name, None, state if isinstance(state, str) else "")
+        return self._seen(uid, name, None, state if isinstance(state, str) else "", self._source)
 
     def _ari_dialplan(self, event: Mapping[str, Any]) -> None:
         found = self._ari_channel(event.get("channel"))
@@ -468,10 +479,7 @@ class Registry:
             self._dialplan(found[0], found[1], app if isinstance(app, str) else "", "ari")
 
     def _ari_state(self, event: Mapping[str, Any]) -> None:
-        found = self._ari_channel(event.get("channel"))
-        if found is not None:
-            call, ch = found
-            self._channel_state(call, ch, ch.state, f"ari:ChannelStateChange {ch.state}")
+        self._ari_channel(event.get("channel"))  # the state change itself: _seen()
 
     def _ari_dial(self, event: Mapping[str, Any]) -> None:
         peer = self._ari_channel(event.get("peer"))
@@ -574,7 +582,7 @@ class Registry:
     # ===================================================================== resync
     def reconcile_ami(self, channels: list[AmiMessage]) -> None:
         """Resynchronise from a ``CoreShowChannels`` answer (its ``CoreShowChannel`` events)."""
-        live: list[tuple[str, str, str | None, str, str]] = []
+        live: list[_Live] = []
         for msg in channels:
             if msg.event is not None and msg.event != "CoreShowChannel":
                 continue
@@ -585,23 +593,51 @@ class Registry:
             state = msg.get("ChannelStateDesc") or STATE_NAMES.get(
                 msg.get("ChannelState") or "", ""
             )
-            live.append((uid, name, msg.get("Linkedid"), state, msg.get("BridgeId") or ""))
+            live.append(_Live(uid, name, msg.get("Linkedid"), state, msg.get("BridgeId") or ""))
         self._reconcile(live, "ami")
 
     def reconcile_ari(self, channels: list[Mapping[str, Any]]) -> None:
-        """Resynchronise from ``GET /ari/channels`` (a list of Channel objects)."""
-        live: list[tuple[str, str, str | None, str, str]] = []
-        for chan in channels:
-            uid, name, state = chan.get("id"), chan.get("name"), chan.get("state")
-            if not isinstance(uid, str) or not isinstance(name, str):
-                self.stats.dropped += 1
-                continue
-            live.append((uid, name, None, state if isinstance(state, str) else "", ""))
+        """Resynchronise from ``GET /ari/channels`` (a list of Channel objects).
+
+        ARI has no linkedid: a dialled leg (dialplan ``AppDial``) is put in the call of the
+        channel running ``Dial``/``Queue`` whose caller/connected ids mirror its own.
+        """
+        valid = [
+            c for c in channels if isinstance(c.get("id"), str) and isinstance(c.get("name"), str)
+        ]
+        self.stats.dropped += len(channels) - len(valid)
+
+        def app(c: Mapping[str, Any]) -> str:
+            dp = c.get("dialplan")
+            name = dp.get("app_name") if isinstance(dp, Mapping) else None
+            return name if isinstance(name, str) else ""
+
+        def party(c: Mapping[str, Any], key: str) -> tuple[Any, Any] | None:
+            p = c.get(key)
+            return (p.get("name"), p.get("number")) if isinstance(p, Mapping) else None
+
+        live: list[_Live] = []
+        for c in valid:
+            link: str | None = None
+            if app(c) == DIALLED_APP:
+                for other in valid:
+                    if (
+                        other is not c
+                        and app(other).lower() in CALLER_APPS
+                        and party(other, "connected") == party(c, "caller")
+                        and party(c, "connected") == party(other, "caller")
+                    ):
+                        link = other["id"]
+                        break
+            state = c.get("state")
+            live.append(
+                _Live(c["id"], c["name"], None, state if isinstance(state, str) else "", "", link)
+            )
         self._reconcile(live, "ari")
 
-    def _reconcile(self, live: list[tuple[str, str, str | None, str, str]], proto: str) -> None:
+    def _reconcile(self, live: list[_Live], proto: str) -> None:
         self.stats.resyncs += 1
-        live_uids = {uid for uid, *_ in live}
+        live_uids = {lc.uid for lc in live}
         # 1. channels that vanished during the outage
         for call in list(self._calls.values()):
             for ch in list(call.channels.values()):
@@ -610,32 +646,52 @@ class Registry:
         for uid in [u for u in self._orphans if u not in live_uids]:
             orphan = self._orphans.pop(uid)
             self._forget(uid, orphan.name, None)
-        # 2. live channels: parties first (the call's first channel = its linkedid), helpers last
-        def order(item: tuple[str, str, str | None, str, str]) -> tuple[int, int, str]:
-            uid, name, linkedid, _, _ = item
-            helper = channel_tech(name) in HELPER_TECHS
-            return (1 if helper else 0, 0 if (linkedid in (None, uid)) else 1, name)
+
+        # 2. live channels: parties first (a call's first channel has uniqueid == linkedid),
+        # then dialled legs, helpers last
+        def order(lc: _Live) -> tuple[int, int, str]:
+            helper = channel_tech(lc.name) in HELPER_TECHS
+            first = lc.linkedid in (None, lc.uid) and lc.link is None
+            return (2 if helper else 0 if first else 1, 1 if lc.name.endswith(";2") else 0, lc.name)
 
         bridges: dict[str, set[str]] = {}
-        for uid, name, linkedid, state, bridge_id in sorted(live, key=order):
-            known = uid in self._by_uid or uid in self._orphans
-            found = self._ensure(uid, name, linkedid, state, origin="resync")
-            if bridge_id:
-                bridges.setdefault(bridge_id, set()).add(uid)
+        for lc in sorted(live, key=order):
+            known = lc.uid in self._by_uid or lc.uid in self._orphans
+            join = self._by_uid.get(lc.link) if lc.link else None
+            found = self._ensure(lc.uid, lc.name, lc.linkedid, lc.state, join=join)
+            if lc.bridge:
+                bridges.setdefault(lc.bridge, set()).add(lc.uid)
             if found is None:
                 continue
             call, ch = found
             if not known and not call.confirmed:
                 self._confirm(call)
-            self._channel_state(call, ch, state, f"resync:{proto} state={state}")
+            self._channel_state(call, ch, lc.state, f"resync:{proto} state={lc.state}")
         for bid, members in bridges.items():
             self._bridges.setdefault(bid, _Bridge()).members |= members
             self._attach_bridge(bid)
         log.info("resync (%s): %d live channels, %d live calls", proto, len(live), len(self.calls))
 
     # ===================================================================== core: channels
+    def _seen(
+        self, uid: str, name: str, linkedid: str | None, state: str, source: str
+    ) -> tuple[Call, Channel] | None:
+        """:meth:`_ensure`, then act on the channel state the event's snapshot carries."""
+        known = self._by_uid.get(uid)
+        before = known.channels[uid].state if known is not None else None
+        found = self._ensure(uid, name, linkedid, state)
+        if found is not None and state and state != before:
+            self._channel_state(found[0], found[1], state, f"{source} {state}")
+        return found
+
     def _ensure(
-        self, uid: str, name: str, linkedid: str | None, state: str, origin: str = "event"
+        self,
+        uid: str,
+        name: str,
+        linkedid: str | None,
+        state: str,
+        *,
+        join: Call | None = None,
     ) -> tuple[Call, Channel] | None:
         """The call and channel of ``uid``, creating them for a channel not seen before."""
         call = self._by_uid.get(uid)
@@ -680,6 +736,10 @@ class Registry:
                 elif call.customer is None:
                     ch.role = ChannelRole.CUSTOMER
                 peer.role = ChannelRole.LOCAL_PEER
+        elif join is not None:
+            call = join
+            ch.role = ChannelRole.AGENT
+            ch.dialled = True
         elif linked is not None and linkedid != uid:
             call = linked
         else:
@@ -688,8 +748,6 @@ class Registry:
             call.linkedid = linkedid or uid
             self._calls[call.id] = call
             self._by_linkedid[call.linkedid] = call
-            if origin == "resync":
-                call.direction = "unknown"
         call.channels[uid] = ch
         self._by_uid[uid] = call
         self._by_name[name] = uid
@@ -947,6 +1005,17 @@ class Registry:
             self._transition(call, t)
             if t.new is call.outcome:
                 self._publish_outcome(call)
+        for ch in list(call.channels.values()):
+            if not ch.alive and ch.left is not None:
+                self.bus.publish(
+                    ChannelLeft(
+                        call_id=call.id,
+                        at=ch.left,
+                        channel=ch.name,
+                        uniqueid=ch.uniqueid,
+                        cause=ch.cause,
+                    )
+                )
 
     def _hangup(self, uid: str, cause: int | None, source: str) -> None:
         if uid in self._orphans:
@@ -965,6 +1034,8 @@ class Registry:
         now = self.clock()
         ch.alive = False
         ch.left = now
+        if ch.role is ChannelRole.CUSTOMER and call.outcome is None and not call.spy:
+            self._settle(call)  # no answer can come any more
         if call.confirmed:
             if not ch.announced:
                 self._announce(call, ch)
@@ -974,8 +1045,6 @@ class Registry:
         self._forget(uid, ch.name, call)
         if ch.is_helper:
             return
-        if ch.role is ChannelRole.CUSTOMER and call.outcome is None and not call.spy:
-            self._settle(call)
         if not call.live_members():
             self._end(call, source)
 
@@ -1086,10 +1155,16 @@ class Registry:
         call.originate_seen = True
         call.originate_action_id = action_id or None
         call.dial_string = call.dial_string or channel
+        if exp is not None and exp.bound is None:
+            if call.ended is None:
+                self._bind(call, exp)
+            else:  # too late to announce: keep the id as an alias and the tags
+                exp.bound = call
+                call.aliases.add(exp.call_id)
+                self._aliases[exp.call_id] = call.id
+                call.tags.update(exp.tags)
         if call.ended is None:
             call.direction = "outbound"
-            if exp is not None and exp.bound is None:
-                self._bind(call, exp)
             if not call.confirmed and call.live_members():
                 self._confirm(call)
         if call.ended is None:
