@@ -135,7 +135,7 @@ def test_one_byte_at_a_time_over_all_captures() -> None:
                 data += rec.raw
     got: list[bytes] = []
     for i in range(len(data)):
-        got.extend(bytes(m) for m in framer.feed(data[i : i + 1]))
+        got.extend(bytes(m) for m in framer.feed(bytes(data[i : i + 1])))
     assert framer.errors == 0
     assert got == expected
 
