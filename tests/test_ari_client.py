@@ -23,6 +23,8 @@ from ariserver_captures import (
     swagger_op_for,
 )
 from ariserver_fake import Answer, FakeAri
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from earpiece.agi import ari_models
 from earpiece.agi.ari_client import (
@@ -37,7 +39,6 @@ from earpiece.agi.ari_models import (
     AriEvent,
     AriModel,
     Channel,
-    StasisStart,
     parse_event,
     parse_list,
 )
@@ -367,6 +368,14 @@ CALLS: list[tuple[str, Callable[[AriClient], Awaitable[Any]], int, str, str, str
 
 LIFECYCLE = {"start", "close", "wait_connected", "request"}
 
+_SAMPLE_FRAMES = [
+    '{"type":"StasisEnd","application":"assist","timestamp":"2026-11-23T15:28:34.675+0000",'
+    + '"channel":'
+    + CHANNEL
+    + "}",
+    '{"type":"Whatever","application":"assist","timestamp":"2026-11-23T15:28:34Z"}',
+]
+
 
 def _rest_methods() -> set[str]:
     return {
@@ -533,8 +542,11 @@ async def test_captured_events_arrive_typed_in_order(fake: FakeAri) -> None:
         await fake.drop_websockets()
     ws_requests = [r for r in fake.requests if r.websocket]
     assert ws_requests
+    op = swagger_op_for("GET", "/ari/events")
+    assert op is not None and op.nickname == "eventWebsocket"
     for r in ws_requests:
         assert r.target == "/ari/events?app=assist&subscribeAll=false"
+        assert set(r.query) <= set(op.params)
         assert r.authorization == GOOD_AUTH
 
 
@@ -545,18 +557,25 @@ async def test_reconnect_after_server_drop_resyncs_and_events_keep_flowing(
     half = len(frames) // 2
     channels = [ex for ex in rest_exchanges() if ex.request["target"] == "/ari/channels/fx-sse-2"]
     chan_body = channels[0].response["body"]
-    fake.routes[("GET", "/ari/channels")] = Answer(200, f"[{chan_body}]")
+    # A slow resync: the frames the server sends right after the upgrade queue up meanwhile.
+    fake.routes[("GET", "/ari/channels")] = Answer(200, f"[{chan_body}]", delay_s=0.05)
     fake.ws_frames = list(frames[:half])
+    log: list[str] = []
     events: list[AriEvent] = []
     resyncs: list[list[Channel]] = []
     client_box: list[AriClient] = []
 
     async def on_connected() -> None:
         resyncs.append(await client_box[0].list_channels())
+        log.append("resync")
+
+    def on_event(event: AriEvent) -> None:
+        events.append(event)
+        log.append("event")
 
     c = AriClient(
         settings_for(f"http://127.0.0.1:{fake.port}"),
-        on_event=events.append,
+        on_event=on_event,
         on_connected=on_connected,
     )
     client_box.append(c)
@@ -564,21 +583,19 @@ async def test_reconnect_after_server_drop_resyncs_and_events_keep_flowing(
     try:
         await c.wait_connected(timeout_s=5)
         await until(lambda: len(events) == half, what="first half")
-        assert len(resyncs) == 1
         assert resyncs[0][0].id == "fx-sse-2"
-        fake.ws_frames = []
+        fake.ws_frames = list(frames[half:-1])  # sent on the next connect
         await fake.drop_websockets()
-        await until(lambda: fake.ws_connects == 2 and len(resyncs) == 2, what="reconnect")
-        await until(lambda: fake.open_websockets() == 1)
-        for frame in frames[half:]:
-            await fake.push(frame)
-        await until(lambda: len(events) == len(frames), what="second half")
+        await until(lambda: len(events) == len(frames) - 1, what="second connection")
+        assert fake.ws_connects == 2
+        await fake.push(frames[-1])  # and the new socket keeps delivering
+        await until(lambda: len(events) == len(frames), what="pushed frame")
         assert [e.raw for e in events] == [json.loads(f) for f in frames]
-        assert c.stats.connects == 2
-        assert c.stats.disconnects == 1
+        # on_connected ran (and finished) after each connect, before that socket's events.
+        n_second = len(frames) - half
+        assert log == ["resync"] + ["event"] * half + ["resync"] + ["event"] * n_second
+        assert (c.stats.connects, c.stats.disconnects) == (2, 1)
         assert c.connected
-        # Resync happened before any event of the new connection was handed out.
-        assert isinstance(events[0], StasisStart)
     finally:
         await c.close()
     assert not c.connected
@@ -743,3 +760,15 @@ async def test_password_never_appears_in_logs_errors_or_repr(
     for text in texts:
         assert secret not in text
         assert token not in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames=st.lists(st.text(max_size=120) | st.sampled_from(_SAMPLE_FRAMES), max_size=8))
+def test_any_frame_text_is_counted_never_raised(frames: list[str]) -> None:
+    got: list[AriEvent] = []
+    c = AriClient(settings_for("http://127.0.0.1:9"), on_event=got.append)
+    for frame in frames:
+        c.dispatch_text(frame)
+    assert c.stats.frames == len(frames)
+    assert c.stats.events + c.stats.malformed_frames == len(frames)
+    assert len(got) == c.stats.events

@@ -582,28 +582,41 @@ class AriClient:
         attempt = 0
         url = self.events_url()
         while not self._closing:
-            ws = await self._connect(url)
-            if ws is not None:
-                started = time.monotonic()
-                try:
-                    await self._serve(ws)
-                finally:
-                    self._ws = None
-                    self._connected.clear()
-                    self.stats.disconnects += 1
-                    if not ws.closed:
-                        await ws.close()
-                if time.monotonic() - started >= STABLE_CONNECTION_S:
-                    attempt = 0
-                if self._closing:
-                    break
-                logger.warning("ARI events websocket closed (code %s); reconnecting", ws.close_code)
+            try:
+                stable = await self._connect_and_serve(url)
+            except Exception:  # a bug here must not end the reconnect loop
+                stable = False
+                self.stats.handler_errors += 1
+                logger.exception("ARI events loop failed; reconnecting")
             if self._closing:
                 break
+            if stable:
+                attempt = 0
             delay = self.backoff_delay(attempt)
             attempt += 1
             logger.debug("ARI events: reconnect attempt %d in %.3f s", attempt, delay)
             await asyncio.sleep(delay)
+
+    async def _connect_and_serve(self, url: URL) -> bool:
+        """One connection's life; True when it stayed up long enough to reset the backoff."""
+        ws = await self._connect(url)
+        if ws is None:
+            return False
+        started = time.monotonic()
+        try:
+            await self._serve(ws)
+        except (aiohttp.ClientError, OSError) as exc:
+            self.stats.last_error = f"ARI events websocket failed: {exc or type(exc).__name__}"
+            logger.warning("%s", self.stats.last_error)
+        finally:
+            self._ws = None
+            self._connected.clear()
+            self.stats.disconnects += 1
+            if not ws.closed:
+                await ws.close()
+        if not self._closing:
+            logger.warning("ARI events websocket closed (code %s); reconnecting", ws.close_code)
+        return time.monotonic() - started >= STABLE_CONNECTION_S
 
     async def _connect(self, url: URL) -> aiohttp.ClientWebSocketResponse | None:
         session = self._ensure_session()
