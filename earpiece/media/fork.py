@@ -1,0 +1,395 @@
+"""Media fork: each answered call's customer and agent audio, separately, from Asterisk.
+
+For each party of an answered call (``ChannelJoined`` with role CUSTOMER/AGENT, then
+``CallStateChanged`` to ANSWERED), through ARI:
+
+1. allocate a UDP port from the receiver's range;
+2. create a mixing bridge and an ``externalMedia`` channel sending RTP to
+   ``advertise_host:port`` in the configured format; learn the address Asterisk sends from
+   (``UNICASTRTP_LOCAL_ADDRESS``/``PORT`` channel variables) and register the stream with the
+   receiver, which drops anything from elsewhere;
+3. snoop the party's channel with ``spy=in`` (what that channel sends into Asterisk: its party's
+   own voice, as the SIP captures show) and put the snoop and the externalMedia channel into
+   the bridge.
+
+With ``transport = "audiosocket"`` step 2 creates an externalMedia channel with
+``encapsulation=audiosocket, transport=tcp, data=<uuid>`` pointing at the AudioSocket server.
+
+Every resource gets an id chosen here before it is requested, so teardown (on the party's
+``ChannelLeft``, on ``CallEnded``, and on :meth:`MediaFork.stop`) can remove it even when a
+request failed half-way: hang up the externalMedia and snoop channels, destroy the bridge,
+release the port (404s are expected when Asterisk already removed a snoop with its target).
+
+The ARI client is used through :class:`AriMediaClient`, a ``typing.Protocol`` with exactly the
+six methods needed (``earpiece.agi.ari_client.AriClient`` implements it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from earpiece.bus import EventBus
+from earpiece.errors import EarpieceError
+from earpiece.events import (
+    CallEnded,
+    CallState,
+    CallStateChanged,
+    ChannelJoined,
+    ChannelLeft,
+    ChannelRole,
+    Party,
+)
+from earpiece.media.audiosocket import AudioSocketServer
+from earpiece.media.frames import Codec, FrameHub, PartyStream
+from earpiece.media.receiver import RtpReceiver
+from earpiece.media.recorder import Recorder
+from earpiece.media.settings import MediaSettings
+
+log = logging.getLogger(__name__)
+
+ROLE_PARTY: dict[ChannelRole, Party] = {
+    ChannelRole.CUSTOMER: "customer",
+    ChannelRole.AGENT: "agent",
+}
+
+
+class AriChannel(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def channelvars(self) -> dict[str, str] | None: ...
+
+
+class AriBridge(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class AriMediaClient(Protocol):
+    """The part of the ARI client the media fork needs."""
+
+    async def snoop_channel(
+        self, channel_id: str, *, app: str, spy: str = "none", whisper: str = "none",
+        app_args: str = "", snoop_id: str | None = None,
+    ) -> AriChannel: ...
+
+    async def create_bridge(
+        self, *, type: str = "mixing", bridge_id: str | None = None, name: str = ""
+    ) -> AriBridge: ...
+
+    async def add_channel_to_bridge(self, bridge_id: str, channel_id: str) -> None: ...
+
+    async def external_media(
+        self, *, app: str, external_host: str, format: str, channel_id: str | None = None,
+        encapsulation: str = "rtp", transport: str = "udp", connection_type: str | None = None,
+        direction: str = "both", data: str | None = None,
+    ) -> AriChannel: ...
+
+    async def hangup_channel(self, channel_id: str, reason: str = "normal") -> None: ...
+
+    async def destroy_bridge(self, bridge_id: str) -> None: ...
+
+
+@dataclass
+class MediaLeg:
+    """One party's fork and the PBX resources behind it."""
+
+    call_id: str
+    party: Party
+    channel_id: str  # the party's channel (ARI id = AMI Uniqueid)
+    key: str
+    transport: str
+    bridge_id: str = ""
+    snoop_id: str = ""
+    em_id: str = ""
+    port: int | None = None
+    audiosocket_uuid: str = ""
+    source: tuple[str, int] | None = None
+    stream: PartyStream | None = None
+    created: list[str] = field(default_factory=list)  # resources as they were confirmed
+
+
+@dataclass
+class _CallMedia:
+    call_id: str
+    answered: bool = False
+    ended: bool = False
+    channels: dict[Party, str] = field(default_factory=dict)
+    legs: dict[Party, MediaLeg] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class ForkStats:
+    attached: int = 0
+    attach_failed: int = 0
+    detached: int = 0
+    teardown_errors: int = 0
+
+
+def _codec_for(settings: MediaSettings) -> Codec:
+    if settings.transport == "audiosocket":
+        return "slin16le" if settings.format == "slin16" else "slin"
+    return settings.format
+
+
+class MediaFork:
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        ari: AriMediaClient,
+        settings: MediaSettings,
+        app: str,
+        hub: FrameHub,
+        receiver: RtpReceiver | None = None,
+        audiosocket: AudioSocketServer | None = None,
+        recorder: Recorder | None = None,
+        id_prefix: str = "ep",
+    ) -> None:
+        if settings.transport == "rtp" and receiver is None:
+            raise ValueError("transport rtp needs an RtpReceiver")
+        if settings.transport == "audiosocket" and audiosocket is None:
+            raise ValueError("transport audiosocket needs an AudioSocketServer")
+        self.bus = bus
+        self.ari = ari
+        self.settings = settings
+        self.app = app
+        self.hub = hub
+        self.receiver = receiver
+        self.audiosocket = audiosocket
+        self.recorder = recorder
+        self.id_prefix = id_prefix
+        self.stats = ForkStats()
+        self._calls: dict[str, _CallMedia] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._running = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        b = self.bus
+        self._unsubscribe = [
+            b.subscribe(ChannelJoined, self._on_joined),
+            b.subscribe(CallStateChanged, self._on_state),
+            b.subscribe(ChannelLeft, self._on_left),
+            b.subscribe(CallEnded, self._on_ended),
+        ]
+        if self.recorder is not None:
+            self._unsubscribe.append(self.hub.subscribe(self.recorder.on_frame))
+        if self.receiver is not None:
+            await self.receiver.start()
+
+    async def stop(self) -> None:
+        """Tear down every fork (no leaked channel, bridge or port)."""
+        self._running = False
+        for unsub in self._unsubscribe:
+            unsub()
+        self._unsubscribe = []
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for call_id in list(self._calls):
+            await self.end_call(call_id)
+
+    # -- bus callbacks (sync; they only schedule) --------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _call(self, call_id: str) -> _CallMedia:
+        cm = self._calls.get(call_id)
+        if cm is None:
+            cm = self._calls[call_id] = _CallMedia(call_id)
+        return cm
+
+    def _on_joined(self, ev: ChannelJoined) -> None:
+        party = ROLE_PARTY.get(ev.role)
+        if party is None or not self._running:
+            return
+        cm = self._call(ev.call_id)
+        if cm.ended:
+            return
+        cm.channels[party] = ev.uniqueid
+        if cm.answered:
+            self._spawn(self.attach(ev.call_id, party, ev.uniqueid))
+
+    def _on_state(self, ev: CallStateChanged) -> None:
+        if ev.new != CallState.ANSWERED or not self._running:
+            return
+        cm = self._call(ev.call_id)
+        if cm.answered or cm.ended:
+            return
+        cm.answered = True
+        for party, channel_id in list(cm.channels.items()):
+            self._spawn(self.attach(ev.call_id, party, channel_id))
+
+    def _on_left(self, ev: ChannelLeft) -> None:
+        cm = self._calls.get(ev.call_id)
+        if cm is None:
+            return
+        for party, channel_id in list(cm.channels.items()):
+            if channel_id == ev.uniqueid:
+                self._spawn(self.detach(ev.call_id, party))
+
+    def _on_ended(self, ev: CallEnded) -> None:
+        if ev.call_id in self._calls:
+            self._spawn(self.end_call(ev.call_id))
+
+    # -- public operations -------------------------------------------------------------------
+
+    def legs(self) -> list[MediaLeg]:
+        return [leg for cm in self._calls.values() for leg in cm.legs.values()]
+
+    def stream(self, call_id: str, party: Party) -> PartyStream | None:
+        cm = self._calls.get(call_id)
+        leg = cm.legs.get(party) if cm else None
+        return leg.stream if leg else None
+
+    async def attach(self, call_id: str, party: Party, channel_id: str) -> MediaLeg | None:
+        """Fork ``party``'s audio of ``call_id`` (idempotent per party)."""
+        cm = self._call(call_id)
+        async with cm.lock:
+            if cm.ended or party in cm.legs:
+                return cm.legs.get(party)
+            cm.channels.setdefault(party, channel_id)
+            key = f"{self.id_prefix}-{uuidlib.uuid4().hex[:16]}-{party}"
+            leg = MediaLeg(call_id, party, channel_id, key, self.settings.transport)
+            try:
+                await self._create(leg)
+            except (EarpieceError, OSError, KeyError, ValueError) as exc:
+                self.stats.attach_failed += 1
+                log.warning("media fork of %s %s (channel %s) failed: %s", call_id, party,
+                            channel_id, exc)
+                await self._teardown(leg)
+                return None
+            cm.legs[party] = leg
+            if self.recorder is not None:
+                self.recorder.start_call(call_id)
+            self.stats.attached += 1
+            log.info("media fork %s %s: snoop %s -> bridge %s -> %s", call_id, party,
+                     leg.snoop_id, leg.bridge_id, leg.em_id)
+            return leg
+
+    async def detach(self, call_id: str, party: Party) -> None:
+        cm = self._calls.get(call_id)
+        if cm is None:
+            return
+        async with cm.lock:
+            leg = cm.legs.pop(party, None)
+            if leg is not None:
+                await self._teardown(leg)
+
+    async def end_call(self, call_id: str) -> None:
+        cm = self._calls.get(call_id)
+        if cm is None:
+            return
+        async with cm.lock:
+            cm.ended = True
+            for party in list(cm.legs):
+                await self._teardown(cm.legs.pop(party))
+            self._calls.pop(call_id, None)
+        if self.recorder is not None:
+            fut = self.recorder.end_call(call_id)
+            if fut is not None:
+                await asyncio.wrap_future(fut)
+
+    # -- PBX resources -----------------------------------------------------------------------
+
+    def _advertise(self) -> str:
+        s = self.settings
+        return s.advertise_host or s.bind_host
+
+    async def _create(self, leg: MediaLeg) -> None:
+        s = self.settings
+        ari = self.ari
+        codec = _codec_for(s)
+        leg.bridge_id = f"{leg.key}-bridge"
+        leg.em_id = f"{leg.key}-em"
+        leg.snoop_id = f"{leg.key}-snoop"
+        bridge = await ari.create_bridge(type="mixing", bridge_id=leg.bridge_id,
+                                         name=f"earpiece {leg.call_id} {leg.party}")
+        leg.bridge_id = bridge.id
+        leg.created.append("bridge")
+        if s.transport == "rtp":
+            assert self.receiver is not None
+            leg.port = await self.receiver.allocate_port()
+            em = await ari.external_media(
+                app=self.app, external_host=f"{self._advertise()}:{leg.port}", format=s.format,
+                channel_id=leg.em_id,
+            )
+            leg.em_id = em.id
+            leg.created.append("external_media")
+            leg.source = expected_source(em.channelvars)
+            leg.stream = self.receiver.register(leg.port, leg.call_id, leg.party, codec,
+                                                source=leg.source)
+        else:
+            assert self.audiosocket is not None
+            leg.audiosocket_uuid = str(uuidlib.uuid4())
+            leg.stream = self.audiosocket.register(leg.audiosocket_uuid, leg.call_id, leg.party,
+                                                   codec)
+            em = await ari.external_media(
+                app=self.app, external_host=f"{self._advertise()}:{self.audiosocket.port}",
+                format="slin16" if codec == "slin16le" else "slin", channel_id=leg.em_id,
+                encapsulation="audiosocket", transport="tcp", connection_type="client",
+                data=leg.audiosocket_uuid,
+            )
+            leg.em_id = em.id
+            leg.created.append("external_media")
+        snoop = await ari.snoop_channel(
+            leg.channel_id, app=self.app, spy="in",
+            app_args=f"earpiece-media,{leg.call_id},{leg.party}", snoop_id=leg.snoop_id,
+        )
+        leg.snoop_id = snoop.id
+        leg.created.append("snoop")
+        await ari.add_channel_to_bridge(leg.bridge_id, leg.em_id)
+        await ari.add_channel_to_bridge(leg.bridge_id, leg.snoop_id)
+
+    async def _teardown(self, leg: MediaLeg) -> None:
+        """Remove everything the leg may have created; each step independent of the others."""
+        ari = self.ari
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("external media", partial(ari.hangup_channel, leg.em_id)),
+            ("snoop", partial(ari.hangup_channel, leg.snoop_id)),
+            ("bridge", partial(ari.destroy_bridge, leg.bridge_id)),
+        ]
+        for what, op in steps:
+            try:
+                await op()
+            except EarpieceError as exc:
+                # 404: never created, or Asterisk removed it with the snooped channel.
+                if getattr(exc, "status", None) != 404:
+                    self.stats.teardown_errors += 1
+                    log.warning("media teardown of %s %s: %s: %s", leg.call_id, leg.party, what,
+                                exc)
+        if leg.port is not None and self.receiver is not None:
+            self.receiver.release_port(leg.port)
+            leg.port = None
+        if leg.audiosocket_uuid and self.audiosocket is not None:
+            self.audiosocket.unregister(leg.audiosocket_uuid)
+            leg.audiosocket_uuid = ""
+        self.stats.detached += 1
+
+
+def expected_source(channelvars: dict[str, str] | None) -> tuple[str, int] | None:
+    """The address externalMedia RTP comes from, per its channel variables."""
+    if not channelvars:
+        return None
+    host = channelvars.get("UNICASTRTP_LOCAL_ADDRESS")
+    port = channelvars.get("UNICASTRTP_LOCAL_PORT")
+    if not host or not port or not port.isdigit():
+        return None
+    return host, int(port)
