@@ -67,6 +67,8 @@ def load_settings(path: str | Path | None, env: typing.Mapping[str, str] | None 
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("file not found", file=file) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc.strerror or exc}", file=file) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML: {exc}", file=file) from None
     base = Path(path).parent if path is not None else Path.cwd()
@@ -120,6 +122,14 @@ def _secret(
     base: Path,
 ) -> Secret | None:
     env_name = SECRET_ENV.get(key)
+    if name in table:  # refused even when the environment would override it
+        raise ConfigError(
+            "secrets are not accepted inline; set "
+            + (f"${env_name} or " if env_name else "")
+            + f"{name}_file",
+            file=file,
+            key=key,
+        )
     if env_name and env.get(env_name):
         return Secret(env[env_name])
     if f"{name}_file" in table:
@@ -133,14 +143,6 @@ def _secret(
             raise ConfigError(
                 f"cannot read secret file {p}: {exc.strerror}", file=file, key=key + "_file"
             ) from None
-    if name in table:
-        raise ConfigError(
-            "secrets are not accepted inline; set "
-            + (f"${env_name} or " if env_name else "")
-            + f"{name}_file",
-            file=file,
-            key=key,
-        )
     return None
 
 
