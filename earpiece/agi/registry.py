@@ -326,7 +326,8 @@ class Registry:
             return
         ev = dial_status_evidence(status, f"ami:DialEnd DialStatus={status}", self.clock())
         if ev is not None:
-            self._dial_evidence(target[0], ev, (dest[1].name if dest else target[1].name))
+            name = dest[1].name if dest else target[1].name
+            self._dial_evidence(target[0], ev, name, own="Channel" not in msg)
 
     def _ami_varset(self, msg: AmiMessage) -> None:
         var = (msg.get("Variable") or "").upper()
@@ -497,7 +498,7 @@ class Registry:
         else:
             ev = dial_status_evidence(status, f"ari:Dial dialstatus={status}", self.clock())
             if ev is not None:
-                self._dial_evidence(call, ev, peer[1].name)
+                self._dial_evidence(call, ev, peer[1].name, own=caller is None)
 
     def _ari_varset(self, event: Mapping[str, Any]) -> None:
         found = self._ari_channel(event.get("channel"))
@@ -899,9 +900,10 @@ class Registry:
         if call.outcome is None:
             self._transition(call, call.advance(CallState.RINGING, source, self.clock()))
 
-    def _dial_evidence(self, call: Call, ev: Evidence, channel: str) -> None:
-        # Dials after the outcome settled are agent legs: not about this call's outcome.
-        if call.outcome is None:
+    def _dial_evidence(self, call: Call, ev: Evidence, channel: str, *, own: bool = False) -> None:
+        """``own``: the Originate's own dial (about the call itself, always kept); a Dial()
+        from the call made after its outcome settled reaches an agent: not about the outcome."""
+        if call.ended is None and (own or call.outcome is None):
             self._evidence(call, replace(ev, channel=channel))
 
     def _variable(self, call: Call, ch: Channel, var: str, value: str, proto: str) -> None:
@@ -917,7 +919,8 @@ class Registry:
             self.record_audio_verdict(call.id, label, f"{proto} AMDSTATUS={value.upper()}")
 
     def _cause(self, call: Call, ch: Channel, cause: int, source: str) -> None:
-        if ch.is_helper or call.outcome is not None:
+        # After an answer, causes are about the teardown; after a failure they corroborate.
+        if ch.is_helper or call.ended is not None or call.outcome is CallState.ANSWERED:
             return
         if ch.cause is None:
             ch.cause = cause
