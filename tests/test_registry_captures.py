@@ -261,13 +261,14 @@ def test_decline_keeps_the_disagreeing_dialend() -> None:
     disagree = {ev.source: ev.state for ev in call.disagreements()}
     assert disagree["ami:DialEnd DialStatus=NOANSWER"] is CallState.NO_ANSWER
     assert disagree["ami:OriginateResponse Reason=0"] is CallState.FAILED
-    assert any(d["source"] == "ami:DialEnd DialStatus=NOANSWER" for d in outcome.detail["disagreements"])
+    detail = outcome.detail["disagreements"]
+    assert any(d["source"] == "ami:DialEnd DialStatus=NOANSWER" for d in detail)
     assert call.hangup_cause == 21
 
 
 def test_offline_endpoint_is_a_call_without_channels() -> None:
     h = replay_ami(CAPTURES / "pjsip/ami/outbound_offline_endpoint.jsonl")
-    cid, outcome = single_call(h)
+    _cid, outcome = single_call(h)
     assert outcome.outcome is CallState.FAILED
     (started,) = h.of(CallStarted)
     assert started.channel == "PJSIP/cust2"
@@ -400,7 +401,7 @@ ARI_OUTCOMES: list[tuple[str, CallState, str]] = [
 @pytest.mark.parametrize(("capture", "expected", "source"), ARI_OUTCOMES, ids=lambda v: str(v))
 def test_ari_capture_outcome(capture: str, expected: CallState, source: str) -> None:
     h = replay_ari(CAPTURES / f"{capture}.jsonl")
-    cid, outcome = single_call(h)
+    _cid, outcome = single_call(h)
     assert outcome.outcome is expected
     assert outcome.source == source
     (started,) = h.of(CallStarted)
