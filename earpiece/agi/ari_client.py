@@ -688,7 +688,10 @@ class AriClient:
             event = parse_event(obj)
         except (ValueError, RecursionError, AriProtocolError) as exc:
             self.stats.malformed_frames += 1
-            logger.warning("ARI events: dropped a malformed frame: %s", str(exc)[:200])
+            count = self.stats.malformed_frames
+            # The first few in full, then one line per 1000: a flood must not flood the log.
+            level = logging.WARNING if count <= 10 or count % 1000 == 0 else logging.DEBUG
+            logger.log(level, "ARI events: dropped malformed frame #%d: %s", count, str(exc)[:200])
             return
         self.stats.events += 1
         if event.type == "ApplicationReplaced":
