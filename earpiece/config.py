@@ -106,6 +106,9 @@ def build(
             continue
         if name in table:
             kwargs[name] = _convert(hint, table[name], file=file, key=key, env=env, base=base)
+        elif dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            # A section left out of the file still takes its secrets from the environment.
+            kwargs[name] = build(hint, {}, file=file, prefix=key + ".", env=env, base=base)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
