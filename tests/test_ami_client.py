@@ -392,6 +392,32 @@ async def test_start_times_out_when_nothing_listens() -> None:
     assert client.stats.connects == 0
 
 
+async def test_close_while_start_waits_stops_everything() -> None:
+    # A server that accepts but never sends the banner.
+    conns: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = make_client(port, Recorder())
+    starting = asyncio.create_task(client.start(timeout_s=5.0))
+    for _ in range(200):
+        if conns:
+            break
+        await asyncio.sleep(0.01)
+    await client.close()
+    with pytest.raises(PbxConnectionError, match="client closed"):
+        await starting
+    assert not client.connected
+    for w in conns:
+        w.close()
+    server.close()
+    await server.wait_closed()
+
+
 # --- actions ------------------------------------------------------------------------------
 async def test_ping_and_command_output() -> None:
     plans = [Plan(load_script("command_action"))]
@@ -496,6 +522,11 @@ async def test_originate_with_generated_action_id_and_dialplan_target() -> None:
         assert response["Channel"].startswith("PJSIP/cust1-")
         with pytest.raises(ValueError, match="exactly one of exten= or application="):
             await client.originate("PJSIP/cust1", exten="agent", application="Wait")
+        with pytest.raises(ValueError, match="context=/priority= go with exten="):
+            await client.originate("PJSIP/cust1", context="dialer", application="Wait")
+        with pytest.raises(ValueError, match="data= goes with application="):
+            await client.originate("PJSIP/cust1", exten="agent", data="x")
+        assert len(server.conns[0].actions("Originate")) == 1  # nothing invalid was sent
         await client.close()
 
 

@@ -205,6 +205,7 @@ class AmiClient:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._first_done: asyncio.Event | None = None
+        self._start_waiting = False
         self._first_error: PbxError | None = None
         self._last_error = ""
         self._id_prefix = f"ep-{uuid.uuid4().hex[:8]}"
@@ -241,6 +242,7 @@ class AmiClient:
         if not wait:
             return
         timeout = self.settings.connect_timeout_s if timeout_s is None else timeout_s
+        self._start_waiting = True
         try:
             async with asyncio.timeout(timeout):
                 await self._first_done.wait()
@@ -250,6 +252,8 @@ class AmiClient:
                 f"AMI {self.where}: not logged in within {timeout:g} s"
                 f" ({self._last_error or 'no answer'})"
             ) from None
+        finally:
+            self._start_waiting = False
         if self._first_error is not None:
             await self.close()
             raise self._first_error
@@ -257,6 +261,7 @@ class AmiClient:
     async def close(self) -> None:
         """Log off (best effort), stop reconnecting, fail pending actions."""
         self._closing = True
+        self._finish_first(PbxConnectionError(f"AMI {self.where}: client closed"))
         session = self._session
         if session is not None and self.connected:
             timeout = min(LOGOFF_TIMEOUT_S, self.settings.action_timeout_s)
@@ -283,7 +288,10 @@ class AmiClient:
                 self.stats.auth_failures += 1
                 self._last_error = str(exc)
                 delay = self.settings.reconnect_max_s
-                logger.error("%s; next try in %.1f s", exc, delay)
+                if self._start_waiting:
+                    logger.error("%s", exc)  # start() raises it and closes the client
+                else:
+                    logger.error("%s; next try in %.1f s", exc, delay)
                 self._finish_first(exc)
             except PbxConnectionError as exc:
                 self.stats.connect_failures += 1
@@ -565,6 +573,10 @@ class AmiClient:
         """
         if (exten is None) == (application is None):
             raise ValueError("originate needs exactly one of exten= or application=")
+        if application is not None and (context is not None or priority is not None):
+            raise ValueError("originate: context=/priority= go with exten=, not application=")
+        if exten is not None and data is not None:
+            raise ValueError("originate: data= goes with application=, not exten=")
         aid = action_id if action_id is not None else self.next_action_id()
         headers: list[tuple[str, str]] = [
             ("Action", "Originate"),
