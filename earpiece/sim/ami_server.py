@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 VERSION_LINE = ("Asterisk 22.10.1 built by root @ vm on a x86_64 running Linux on "
-                "2026-11-23 15:33:26 UTC")
+                "2026-11-23 14:44:11 UTC")
 
 
 def _response(action: AmiMessage, response: str, *rest: tuple[str, str]) -> AmiMessage:
@@ -335,8 +335,9 @@ def _originate(s: AmiSession, msg: AmiMessage) -> None:
         channel=channel, context=msg.get("Context") or "default", exten=exten,
         priority=priority, application=application, data=msg.get("Data") or "",
         callerid_name=name, callerid_num=num, timeout_ms=timeout_ms, variables=variables,
-        action_id=msg.action_id, source="ami")
-    is_async = (msg.get("Async") or "").lower() in ("true", "yes", "1", "on")
+        action_id=msg.action_id, source="ami",
+        is_async=(msg.get("Async") or "").lower() in ("true", "yes", "1", "on"))
+    is_async = req.is_async
     done = s.server.engine.originate(req)
     if is_async:
         s.send(_response(msg, "Success", ("Message", "Originate successfully queued")))

@@ -249,7 +249,7 @@ class AriServer:
         start = wall_ts(self.engine.started_wall)
         return json_response({
             "build": {"os": "Linux", "kernel": "6.18.44-fc-v657", "machine": "x86_64",
-                      "options": "OPTIONAL_API", "date": "2026-11-23 15:33:26 UTC",
+                      "options": "OPTIONAL_API", "date": "2026-11-23 14:44:11 UTC",
                       "user": "root"},
             "system": {"version": "22.10.1", "entity_id": self.engine.asterisk_id},
             "config": {"name": "", "default_language": "en",

@@ -74,6 +74,7 @@ class OriginateRequest:
     app: str = ""  # ARI originate: Stasis app entered on answer
     app_args: list[str] = field(default_factory=list)
     channel_id: str = ""
+    is_async: bool = True  # a synchronous AMI Originate gets no OriginateResponse event
 
 
 @dataclass
@@ -408,7 +409,8 @@ class Engine:
         headers += [("Reason", str(reason)), ("Uniqueid", outcome.uniqueid),
                     ("CallerIDNum", req.callerid_num or "<unknown>"),
                     ("CallerIDName", req.callerid_name or "<unknown>")]
-        self.ami("OriginateResponse", "call", headers)
+        if req.is_async:
+            self.ami("OriginateResponse", "call", headers)
 
     async def _originate_failed_at_once(self, req: OriginateRequest, outcome: OriginateOutcome,
                                         done: asyncio.Future[bool]) -> None:

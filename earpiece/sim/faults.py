@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 # correct client, never crash it.
 MALFORMED_AMI_FRAMES: tuple[bytes, ...] = (
     b"Event Newchannel\r\nPrivilege call,all\r\n\r\n",  # no 'Key: Value' separator
-    b"Event: VarSet\r\n\xff\xfe\xfd: \x80\r\n\r\n",  # not UTF-8
+    b"Event: VarSet\r\nChannel PJSIP/cust1-0000000c\r\n\r\n",  # header without separator
     b": no-key\r\nEvent: Bogus\r\n\r\n",  # empty header name
     b"Event: Partial\r\nChannel: PJSIP/x\rValue: 1\r\n\r\n",  # bare CR inside a line
 )
