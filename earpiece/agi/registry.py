@@ -153,6 +153,7 @@ class Registry:
         self._bridges: dict[str, _Bridge] = {}
         self._expected: OrderedDict[str, _Expected] = OrderedDict()
         self._aliases: dict[str, str] = {}
+        self._responded: OrderedDict[str, None] = OrderedDict()  # OriginateResponse ActionIDs
         self._pending_tags: OrderedDict[str, dict[str, str]] = OrderedDict()
         # Channels that are gone (uniqueid -> the call they belonged to, or None): late or
         # replayed events about them must not bring them back.
@@ -665,8 +666,11 @@ class Registry:
             if found is None:
                 continue
             call, ch = found
+            if ch.role is ChannelRole.UNKNOWN:  # another party of a linked call: an agent leg
+                ch.role = ChannelRole.AGENT
             if not known and not call.confirmed:
                 self._confirm(call)
+            self._announce(call, ch)
             self._channel_state(call, ch, lc.state, f"resync:{proto} state={lc.state}")
         for bid, members in bridges.items():
             self._bridges.setdefault(bid, _Bridge()).members |= members
@@ -1120,6 +1124,12 @@ class Registry:
         uniqueid: str,
         application: str,
     ) -> None:
+        if action_id and action_id in self._responded:
+            return  # a replayed response: already handled
+        if action_id:
+            self._responded[action_id] = None
+            while len(self._responded) > self._memory_size:
+                self._responded.popitem(last=False)
         exp = self._expected.pop(action_id, None)
         spy = application.lower() in SPY_APPS
         call: Call | None = exp.bound if exp is not None else None
