@@ -395,8 +395,12 @@ async def test_start_times_out_when_nothing_listens() -> None:
 async def test_close_while_start_waits_stops_everything() -> None:
     # A server that accepts but never sends the banner.
     conns: list[asyncio.StreamWriter] = []
+    handlers: list[asyncio.Task[object]] = []
 
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
         conns.append(writer)
         await reader.read()
 
@@ -414,6 +418,7 @@ async def test_close_while_start_waits_stops_everything() -> None:
     assert not client.connected
     for w in conns:
         w.close()
+    await asyncio.wait(handlers, timeout=2)  # handlers end on their own (EOF), none cancelled
     server.close()
     await server.wait_closed()
 
