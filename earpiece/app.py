@@ -1,0 +1,212 @@
+"""The Earpiece service: attaches to a PBX and runs every stage; ``earpiece run``.
+
+:class:`Service` owns its components and starts them in dependency order (CRM, registry, AMI,
+ARI, FastAGI, media, listeners) and stops them in reverse order, like aiohttp cleanup contexts.
+After every AMI or ARI (re)connect it resynchronises the call registry with the PBX's live
+channels (``CoreShowChannels``, ``GET /ari/channels``), so a PBX or network restart loses no
+call and duplicates none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from earpiece.agi.ami_client import AmiClient
+from earpiece.agi.ari_client import AriClient
+from earpiece.agi.ari_models import AriEvent
+from earpiece.agi.fastagi_server import FastAgiServer
+from earpiece.agi.registry import Registry
+from earpiece.agi.routing import make_handlers
+from earpiece.bus import EventBus
+from earpiece.config import Settings, load_settings
+from earpiece.crm.store import CrmStore
+from earpiece.crm.writer import CrmWriter
+from earpiece.errors import EarpieceError, PbxError
+
+log = logging.getLogger(__name__)
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+class Service:
+    """One running Earpiece attached to one PBX."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bus: EventBus | None = None,
+        media: bool = True,
+        agi: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus or EventBus()
+        self.registry = Registry(self.bus)
+        self.want_media = media
+        self.want_agi = agi
+        self.store: CrmStore | None = None
+        self.crm: CrmWriter | None = None
+        self.ami: AmiClient | None = None
+        self.ari: AriClient | None = None
+        self.agi: FastAgiServer | None = None
+        self.media: Any = None  # earpiece.media.fork.MediaFork when media is on
+        self.hub: Any = None  # earpiece.media.frames.FrameHub
+        self.resyncs = {"ami": 0, "ari": 0}
+        self._cleanups: list[Cleanup] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
+        self.store = CrmStore(s.crm.url)
+        await self.store.open()
+        self._cleanups.append(self.store.close)
+        self.crm = CrmWriter(self.bus, self.store)
+        self.crm.start()
+        self._cleanups.append(self.crm.close)
+
+        self.ari = AriClient(s.ari, on_event=self._on_ari_event, on_connected=self._ari_resync)
+        await self.ari.start()
+        self._cleanups.append(self.ari.close)
+        self.ami = AmiClient(s.ami, on_event=self.registry.on_ami_event,
+                             on_connected=self._ami_resync)
+        await self.ami.start(wait=True)
+        self._cleanups.append(self.ami.close)
+        await self.ari.wait_connected(timeout_s=s.ari.request_timeout_s)
+
+        if self.want_agi:
+            self.agi = FastAgiServer.from_settings(
+                s.agi, make_handlers(s.agi, on_tag=self._on_tag)
+            )
+            await self.agi.start()
+            self._cleanups.append(self.agi.close)
+
+        if self.want_media:
+            await self._start_media()
+        log.info("Earpiece attached: AMI %s, ARI %s (app %s)", self.ami.where, s.ari.url,
+                 s.ari.app)
+
+    async def _start_media(self) -> None:
+        from earpiece.media.fork import MediaFork
+        from earpiece.media.frames import FrameHub
+        from earpiece.media.receiver import RtpReceiver
+        from earpiece.media.recorder import Recorder
+
+        assert self.ari is not None
+        s = self.settings
+        self.hub = FrameHub(bus=self.bus)
+        receiver = RtpReceiver(s.media, self.hub) if s.media.transport == "rtp" else None
+        audiosocket = None
+        if s.media.transport == "audiosocket":
+            from earpiece.media.audiosocket import AudioSocketServer
+
+            audiosocket = AudioSocketServer(self.hub, host=s.media.bind_host,
+                                            port=s.media.audiosocket_port, vad=s.media.vad)
+        recorder = Recorder(s.recordings) if s.recordings.enabled else None
+        self.media = MediaFork(bus=self.bus, ari=self.ari, settings=s.media, app=s.ari.app,
+                               hub=self.hub, receiver=receiver, audiosocket=audiosocket,
+                               recorder=recorder)
+        await self.media.start()
+        self._cleanups.append(self.media.stop)
+
+    async def stop(self) -> None:
+        """Stop every component in reverse start order; errors are logged, not raised."""
+        while self._cleanups:
+            cleanup = self._cleanups.pop()
+            try:
+                await cleanup()
+            except Exception:
+                log.exception("cleanup %s failed", getattr(cleanup, "__qualname__", cleanup))
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- PBX feeds -------------------------------------------------------------------------
+    def _on_ari_event(self, event: AriEvent) -> None:
+        self.registry.on_ari_event(event.raw)
+
+    async def _ami_resync(self) -> None:
+        assert self.ami is not None
+        channels = await self.ami.core_show_channels()
+        self.registry.reconcile_ami(channels)
+        self.resyncs["ami"] += 1
+        log.info("AMI resync: %d live channels", len(channels))
+
+    async def _ari_resync(self) -> None:
+        assert self.ari is not None
+        body = await self.ari.request("GET", "/channels")
+        channels: list[Mapping[str, Any]] = (
+            [c for c in body if isinstance(c, dict)] if isinstance(body, list) else []
+        )
+        self.registry.reconcile_ari(channels)
+        self.resyncs["ari"] += 1
+        log.info("ARI resync: %d live channels", len(channels))
+
+    def _on_tag(self, uniqueid: str, channel: str, tags: dict[str, str]) -> None:
+        self.registry.tag(uniqueid or channel, tags)
+
+    # --- actions ---------------------------------------------------------------------------
+    async def originate(self, channel: str, *, context: str, exten: str, priority: int = 1,
+                        caller_id: str | None = None, timeout_ms: int = 30000,
+                        tags: dict[str, str] | None = None) -> str:
+        """Originate an outbound call and return its Earpiece call id."""
+        if self.ami is None:
+            raise PbxError("AMI is not connected")
+        action_id = self.ami.next_action_id()
+        call_id = self.registry.expect_originate(action_id, tags=tags, channel=channel)
+        await self.ami.originate(channel, context=context, exten=exten, priority=priority,
+                                 caller_id=caller_id, timeout_ms=timeout_ms,
+                                 variables={"EARPIECE_CALL_ID": call_id}, action_id=action_id)
+        return call_id
+
+
+# --- CLI -------------------------------------------------------------------------------------
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, required=True,
+                        help="TOML configuration file (see config/earpiece.example.toml)")
+    parser.add_argument("--no-media", action="store_true", help="do not fork call audio")
+
+
+def main(args: argparse.Namespace) -> int:
+    from earpiece.logs import setup_logging
+
+    try:
+        settings = load_settings(args.config)
+    except EarpieceError as exc:
+        print(f"earpiece: {exc}")
+        return 2
+    setup_logging(args.log_level or settings.log.level)
+    try:
+        asyncio.run(_run(settings, media=not args.no_media))
+    except EarpieceError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+async def _run(settings: Settings, *, media: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Service(settings, media=media):
+        await stop.wait()
+        log.info("stopping")
