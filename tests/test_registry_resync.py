@@ -471,3 +471,36 @@ def test_interleaved_calls_keep_their_outcomes(a: str, b: str, data: st.DataObje
     check_lifecycle(h)
     got = sorted(e.outcome.value for e in h.of(CallOutcome))
     assert got == sorted([SCENARIOS[a].value, SCENARIOS[b].value])
+
+
+def test_inbound_call_rings_then_answers_with_an_agent() -> None:
+    """Inbound PJSIP call to a queue-like Dial: customer rings in, agent leg linked by Linkedid."""
+    h = Harness()
+    cust = {"Channel": "PJSIP/trunk-00000001", "Uniqueid": "8.1", "Linkedid": "8.1"}
+    agent = {"Channel": "PJSIP/agent1-00000002", "Uniqueid": "8.2", "Linkedid": "8.1"}
+    for msg in (
+        ev("Newchannel", **cust, ChannelStateDesc="Ring", Exten="5551234"),
+        ev("Newexten", **cust, ChannelStateDesc="Ring", Application="Dial", AppData="PJSIP/agent1"),
+        ev("Newchannel", **agent, ChannelStateDesc="Down"),
+        ev("VarSet", **agent, Variable="DIALEDPEERNUMBER", Value="agent1"),
+        ev("Newexten", **agent, Application="AppDial", AppData="(Outgoing Line)"),
+        ev("DialBegin", **cust, **{"Dest" + k: v for k, v in agent.items()}),
+        ev("Newstate", **agent, ChannelStateDesc="Ringing"),
+        ev("Newstate", **agent, ChannelStateDesc="Up"),
+        ev("DialEnd", **cust, **{"Dest" + k: v for k, v in agent.items()}, DialStatus="ANSWER"),
+        ev("Newstate", **cust, ChannelStateDesc="Up"),
+        ev("Hangup", **agent, Cause="16"),
+        ev("Hangup", **cust, Cause="16"),
+    ):
+        h.registry.on_ami_event(msg)
+    cid, outcome = single_call(h)
+    (started,) = h.of(CallStarted)
+    assert started.direction == "inbound"
+    assert outcome.outcome is CallState.ANSWERED
+    assert outcome.source == "ami:DialEnd DialStatus=ANSWER"
+    news = [(e.new, e.source) for e in h.of(CallStateChanged)]
+    assert news[0] == (CallState.RINGING, "inbound:Ring")
+    r = {e.channel: e.role for e in h.of(ChannelJoined)}
+    assert r == {"PJSIP/trunk-00000001": ChannelRole.CUSTOMER,
+                 "PJSIP/agent1-00000002": ChannelRole.AGENT}  # fmt: skip
+    assert h.registry.get(cid) is h.registry.history[0]

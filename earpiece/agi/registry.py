@@ -995,6 +995,9 @@ class Registry:
         call.confirmed = True
         self.stats.calls_started += 1
         customer = call.customer
+        if call.direction == "inbound" and customer is not None and call.outcome is None:
+            if customer.state in ("Ring", "Ringing"):  # a caller waiting to be answered
+                call.advance(CallState.RINGING, f"inbound:{customer.state}", self.clock())
         first = customer or next(iter(call.channels.values()), None)
         self.bus.publish(
             CallStarted(
