@@ -504,3 +504,21 @@ def test_inbound_call_rings_then_answers_with_an_agent() -> None:
     assert r == {"PJSIP/trunk-00000001": ChannelRole.CUSTOMER,
                  "PJSIP/agent1-00000002": ChannelRole.AGENT}  # fmt: skip
     assert h.registry.get(cid) is h.registry.history[0]
+
+
+def test_originate_variable_binds_the_reserved_id() -> None:
+    """``Variable: EARPIECE_CALL_ID=<id>`` on the Originate names the call from its start."""
+    h = Harness()
+    reserved = h.registry.expect_originate("some-other-action")  # no ActionID/channel match
+    for t, direction, msg in ami_items(CAPTURES / "ami/originate_answer.jsonl"):
+        h.clock.now = 1_800_000_000.0 + t
+        if direction != "rx":
+            continue
+        if msg.event == "VarSet" and msg.get("Variable") == "FX_TAG":
+            msg = AmiMessage.from_pairs(
+                [(k, reserved if k == "Value" else "EARPIECE_CALL_ID" if k == "Variable" else v)
+                 for k, v in msg.headers]
+            )  # fmt: skip
+        h.registry.on_ami_event(msg)
+    cid, _ = single_call(h)
+    assert cid == reserved

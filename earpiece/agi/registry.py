@@ -36,7 +36,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -87,6 +87,9 @@ CALLER_APPS = frozenset({"dial", "queue", "followme"})
 ORIGINATED_APP = "AppDial2"  # first Newexten of a channel created by Originate
 DIALLED_APP = "AppDial"  # first Newexten of a channel created by Dial()
 UNKNOWN_UNIQUEID = "<unknown>"
+#: Originate variable carrying the id :meth:`Registry.expect_originate` reserved.
+CALL_ID_VARIABLE = "EARPIECE_CALL_ID"
+_WATCHED_VARS = frozenset({"DIALSTATUS", "AMDSTATUS", CALL_ID_VARIABLE})
 
 #: AMI ChannelState / ARI state names.
 STATE_NAMES = {
@@ -332,7 +335,7 @@ class Registry:
 
     def _ami_varset(self, msg: AmiMessage) -> None:
         var = (msg.get("Variable") or "").upper()
-        if var not in ("DIALSTATUS", "AMDSTATUS"):
+        if var not in _WATCHED_VARS:
             return
         found = self._ami_channel(msg)
         if found is None:
@@ -504,7 +507,7 @@ class Registry:
     def _ari_varset(self, event: Mapping[str, Any]) -> None:
         found = self._ari_channel(event.get("channel"))
         var = str(event.get("variable") or "").upper()
-        if found is not None and var in ("DIALSTATUS", "AMDSTATUS"):
+        if found is not None and var in _WATCHED_VARS:
             value = event.get("value")
             self._variable(found[0], found[1], var, str(value or ""), "ari:ChannelVarset")
 
@@ -918,6 +921,11 @@ class Registry:
             ev = dial_status_evidence(value, f"{proto} DIALSTATUS={value.upper()}", self.clock())
             if ev is not None:
                 self._dial_evidence(call, ev, ch.name)
+        elif var == CALL_ID_VARIABLE:
+            for exp in self._expected.values():
+                if exp.call_id == value and exp.bound is None:
+                    self._bind(call, exp)
+                    break
         elif var == "AMDSTATUS" and call.ended is None:
             label = {"NOTSURE": "unknown", "HANGUP": "unknown"}.get(value.upper(), value.lower())
             self.record_audio_verdict(call.id, label, f"{proto} AMDSTATUS={value.upper()}")
@@ -1201,8 +1209,3 @@ class Registry:
                 return call
         return None
 
-
-def feed_ami(registry: Registry, messages: Iterable[AmiMessage]) -> None:
-    """Feed a sequence of AMI messages (events; responses are skipped)."""
-    for msg in messages:
-        registry.on_ami_event(msg)
