@@ -570,6 +570,14 @@ async def test_garbage_reply_closes_that_connection(server: FastAgiServer) -> No
     assert server.stats.malformed == 1 and server.stats.completed == 0
 
 
+async def test_garbage_right_behind_the_environment(server: FastAgiServer) -> None:
+    pbx = await FakeAsterisk.connect(server.port)
+    await pbx.send(asterisk_env("route") + b"not a reply\n")
+    assert await pbx.closed_by_server()
+    await pbx.close()
+    assert server.stats.malformed == 1 and server.stats.completed == 0
+
+
 async def test_unsolicited_reply_closes_that_connection(server: FastAgiServer) -> None:
     pbx = await FakeAsterisk.connect(server.port)
     await pbx.send(asterisk_env("route"))

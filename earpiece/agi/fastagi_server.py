@@ -248,6 +248,9 @@ class FastAgiServer:
             log.debug("FastAGI %s: %s", peer, exc)
             return
 
+        if framer.errors:  # garbage right behind the environment
+            self._malformed(peer, framer.last_error)
+            return
         try:
             request = AgiRequest.from_environment(env)
         except AgiProtocolError as exc:
