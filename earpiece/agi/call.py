@@ -206,6 +206,7 @@ class Call:
             "answered": self.answered,
             "ended": self.ended,
             "hangup_cause": self.hangup_cause,
+            "dial_string": self.dial_string,
             "channels": [ch.as_dict() for ch in self.channels.values()],
             "tags": dict(self.tags),
             "evidence": [ev.as_dict() for ev in self.evidence],
