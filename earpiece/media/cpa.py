@@ -69,17 +69,18 @@ class CpaOptions:
 
     tone_plan: str = "all"  # comma-separated country codes: us, cn, uk, eu, or all
     phase: Literal["pre_answer", "post_answer"] = "post_answer"  # phase at construction
-    long_greeting_s: float = 1.3
+    long_greeting_s: float = 1.2
     human_silence_s: float = 0.5
     utterance_gap_s: float = 0.45
     word_gap_s: float = 0.1
-    min_utterance_s: float = 0.12
+    min_utterance_s: float = 0.08
+    max_human_bursts: int = 3
     silence_timeout_s: float = 3.5
     max_s: float = 4.0
     tone_max_s: float = 12.0
-    vad_margin_db: float = 8.0
+    vad_margin_db: float = 5.0
     vad_min_dbfs: float = -50.0
-    beep_min_s: float = 0.1
+    beep_min_s: float = 0.16
     beep_max_s: float = 2.5
     pure_fraction: float = 0.8
 
@@ -267,17 +268,20 @@ class CallProgressDetector:
         return level >= max(self._floor + o.vad_margin_db, o.vad_min_dbfs)
 
     def _beep(self, ft: FrameTones, t: float, speech: bool) -> None:
+        """Track runs of one steady pure tone (not a known call-progress tone): beeps."""
         o = self.options
         pure = (ft.tone < 0 and ft.pure_fraction >= o.pure_fraction
-                and ft.level_dbfs >= o.vad_min_dbfs)
-        run = self._pure_run
-        if pure and run and abs(ft.pure_hz - run[0]) <= 0.03 * run[0] + 10.0:
+                and ft.level_dbfs >= o.vad_min_dbfs and ft.pure_hz >= 300.0)
+        run = self._pure_run  # [first hz, duration, min level, max level]
+        if pure and run and abs(ft.pure_hz - run[0]) <= 0.01 * run[0] + 8.0:
             run[1] += FRAME_S
+            run[2] = min(run[2], ft.level_dbfs)
+            run[3] = max(run[3], ft.level_dbfs)
             return
-        if run and o.beep_min_s <= run[1] <= o.beep_max_s:
+        if run and o.beep_min_s <= run[1] <= o.beep_max_s and run[3] - run[2] <= 6.0:
             self._beeps.append({"hz": round(run[0], 1), "dur_s": round(run[1], 3),
                                 "end_s": round(t, 3)})
-        self._pure_run = [ft.pure_hz, FRAME_S] if pure else []
+        self._pure_run = [ft.pure_hz, FRAME_S, ft.level_dbfs, ft.level_dbfs] if pure else []
 
     def _speech(self, speech: bool, t: float) -> None:
         o = self.options
@@ -317,9 +321,10 @@ class CallProgressDetector:
         utt = self._utt
         if utt is not None and utt.speech_s >= o.min_utterance_s:
             span = utt.last_speech_s - utt.start_s
-            if span >= o.long_greeting_s:
+            if span >= o.long_greeting_s or utt.bursts > o.max_human_bursts:
                 conf = min(0.99, 0.75 + 0.1 * utt.bursts / 3 + 0.1 * (span - o.long_greeting_s))
-                return self._decide("machine", conf, "long_greeting")
+                rule = "long_greeting" if span >= o.long_greeting_s else "many_words"
+                return self._decide("machine", conf, rule)
             silent = t - utt.last_speech_s
             if silent >= o.human_silence_s:
                 conf = min(0.97, 0.65 + 0.25 * (1 - span / o.long_greeting_s)

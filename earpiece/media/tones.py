@@ -8,9 +8,10 @@ Pure functions and small state machines over 8 kHz 16-bit audio in 20 ms frames;
 * :class:`ToneBank` measures, per frame, which known frequency set explains the audio: for every
   set the fraction of the frame's 200-3800 Hz energy inside narrow bands around its frequencies
   (each band is widened by the drift tolerance, so +-1.5 % drift costs nothing). This is the
-  FFT form of a Goertzel bank: one 1024-point FFT of a 60 ms Hann window per 20 ms hop, then
-  band sums, which is cheaper than one Goertzel per (frequency, drift step) and tolerant of
-  drift by construction. It also reports the dominant pure tone of the frame (voicemail beeps).
+  FFT form of a Goertzel bank: per 20 ms hop one FFT of a 128 ms Hann window (resolves 440 vs
+  480 Hz and 425 vs 450 Hz) and one of a 60 ms window (SIT segments, fax, beeps), then band
+  sums, which is cheaper than one Goertzel per (frequency, drift step). It also reports the
+  dominant pure tone of the frame (voicemail beeps).
 * :class:`CadenceMatcher` turns per-frame on/off into runs and matches them against a plan's
   cadence with a relative tolerance (+-10 % jitter passes) plus a small absolute slack.
 * :class:`SitMatcher` matches the three-segment special information tone.
@@ -27,8 +28,10 @@ import numpy.typing as npt
 RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz
 FRAME_S = FRAME / RATE
-WINDOW = 480  # 60 ms analysis window (current frame + two before)
-NFFT = 1024
+SHORT = 480  # 60 ms window: SIT, fax and beeps (well separated, short segments)
+WINDOW = 1024  # 128 ms window: the closely spaced 400-620 Hz call-progress tones
+NFFT = 2048
+LOW_HZ = 800.0  # sets whose lowest frequency is below this use the long window
 _FULL_SCALE_POWER = 32768.0**2 / 2.0  # mean power of a full-scale sine = 0 dBFS
 
 #: SIT segment frequencies (ITU-T E.180 / Telcordia: low and high variants of the first two).
@@ -145,37 +148,68 @@ class ToneBank:
     above ``min_level_dbfs``. When several sets match, the one with the largest fraction wins.
     """
 
-    def __init__(self, freq_sets: Sequence[tuple[float, ...]], *, drift: float = 0.02,
-                 extra_hz: float = 20.0, min_fraction: float = 0.7,
-                 min_component: float = 0.12, min_level_dbfs: float = -45.0) -> None:
+    def __init__(self, freq_sets: Sequence[tuple[float, ...]], *, drift: float = 0.015,
+                 extra_hz: float = 12.0, short_extra_hz: float = 25.0,
+                 min_fraction: float = 0.7, min_component: float = 0.2,
+                 min_level_dbfs: float = -45.0) -> None:
         self.freq_sets = tuple(freq_sets)
         self.min_fraction = min_fraction
         self.min_component = min_component
         self.min_level_dbfs = min_level_dbfs
         self.drift = drift
-        self.extra_hz = extra_hz
-        freqs = np.fft.rfftfreq(NFFT, 1.0 / RATE)
-        self._freqs = freqs
-        self._inband = (freqs >= 200.0) & (freqs <= 3800.0)
-        self._window = np.hanning(WINDOW)
-        unions = []
-        comps: list[npt.NDArray[np.float64]] = []
-        self._comp_owner: list[int] = []
-        for i, fs in enumerate(self.freq_sets):
-            union = np.zeros(freqs.shape, dtype=bool)
-            for f in fs:
-                m = self._band(f)
-                union |= m
-                comps.append(m.astype(np.float64))
-                self._comp_owner.append(i)
-            unions.append(union.astype(np.float64))
-        self._unions = np.array(unions) if unions else np.zeros((0, freqs.size))
-        self._comps = np.array(comps) if comps else np.zeros((0, freqs.size))
-        self._owner = np.array(self._comp_owner, dtype=np.int64)
+        self._long_f = np.fft.rfftfreq(NFFT, 1.0 / RATE)
+        self._short_f = np.fft.rfftfreq(NFFT, 1.0 / RATE)
+        self._long_in = (self._long_f >= 200.0) & (self._long_f <= 3800.0)
+        self._hann_long = np.hanning(WINDOW)
+        self._hann_short = np.hanning(SHORT)
+        self.short_extra_hz = short_extra_hz
+        self._long_sets = [i for i, fs in enumerate(self.freq_sets) if min(fs) < LOW_HZ]
+        self._short_sets = [i for i, fs in enumerate(self.freq_sets) if min(fs) >= LOW_HZ]
+        self._banks = {}
+        for name, idx, extra in (("long", self._long_sets, extra_hz),
+                                 ("short", self._short_sets, short_extra_hz)):
+            unions, comps, owner = [], [], []
+            for i in idx:
+                union = np.zeros(self._long_f.shape, dtype=bool)
+                for f in self.freq_sets[i]:
+                    m = self._band(f, extra)
+                    union |= m
+                    comps.append(m.astype(np.float64))
+                    owner.append(i)
+                unions.append(union.astype(np.float64))
+            size = self._long_f.size
+            self._banks[name] = (
+                np.array(unions) if unions else np.zeros((0, size)),
+                np.array(comps) if comps else np.zeros((0, size)),
+                np.array(owner, dtype=np.int64), np.array(idx, dtype=np.int64))
 
-    def _band(self, f: float) -> npt.NDArray[np.bool_]:
-        half = f * self.drift + self.extra_hz
-        return np.asarray((self._freqs >= f - half) & (self._freqs <= f + half))
+    def _band(self, f: float, extra: float) -> npt.NDArray[np.bool_]:
+        half = f * self.drift + extra
+        return np.asarray((self._long_f >= f - half) & (self._long_f <= f + half))
+
+    def _score(self, name: str, power: npt.NDArray[np.float64], total: float,
+               best: tuple[int, float]) -> tuple[int, float]:
+        unions, comps, owner, idx = self._banks[name]
+        if not unions.shape[0]:
+            return best
+        fractions = (unions @ power) / total
+        ok = fractions >= self.min_fraction
+        if not ok.any():
+            return best
+        comp_fr = (comps @ power) / total
+        for j, i in enumerate(idx.tolist()):
+            if not ok[j]:
+                continue
+            mine = comp_fr[owner == i]
+            weakest = float(mine.min())
+            if weakest < self.min_component:
+                continue
+            # rank by how evenly the set explains the energy: a single tone that happens to
+            # fall inside one band of a dual set scores low on the dual set
+            rank = min(float(fractions[j]), mine.size * weakest)
+            if rank > best[1]:
+                best = (i, rank)
+        return best
 
     def analyse(self, window: npt.NDArray[np.float64]) -> FrameTones:
         if window.shape[0] != WINDOW:
@@ -183,36 +217,36 @@ class ToneBank:
         newest = window[-FRAME:]
         frame_power = float(np.dot(newest, newest)) / FRAME
         level = dbfs(frame_power)
-        window_power = float(np.dot(window, window)) / WINDOW
-        spec = np.fft.rfft(window * self._window, NFFT)
-        power = spec.real * spec.real + spec.imag * spec.imag
-        total = float(power[self._inband].sum())
-        if total <= 0.0 or level < self.min_level_dbfs:
+        if level < self.min_level_dbfs:
             return FrameTones(level, -1, 0.0, 0.0, 0.0)
-        # dominant pure tone
-        inband = np.where(self._inband, power, 0.0)
+        short = window[-SHORT:]
+        short_power = float(np.dot(short, short)) / SHORT
+        spec = np.fft.rfft(short * self._hann_short, NFFT)
+        p_short = spec.real * spec.real + spec.imag * spec.imag
+        t_short = float(p_short[self._long_in].sum())
+        if t_short <= 0.0:
+            return FrameTones(level, -1, 0.0, 0.0, 0.0)
+        # dominant pure tone (short window)
+        inband = np.where(self._long_in, p_short, 0.0)
         peak = int(np.argmax(inband))
-        peak_hz = float(self._freqs[peak])
-        half = peak_hz * self.drift + self.extra_hz
-        lo = int(np.searchsorted(self._freqs, peak_hz - half))
-        hi = int(np.searchsorted(self._freqs, peak_hz + half, side="right"))
-        pure_fraction = float(power[lo:hi].sum()) / total
-        # refine the peak frequency by the band's power centroid
-        band = power[lo:hi]
-        pure_hz = float(np.dot(self._freqs[lo:hi], band) / max(float(band.sum()), 1e-12))
-        tone, best = -1, 0.0
-        if self._unions.shape[0] and frame_power >= 0.25 * window_power:
-            fractions = (self._unions @ power) / total
-            comp_fr = (self._comps @ power) / total
-            ok = fractions >= self.min_fraction
-            if ok.any():
-                weak = self._owner[comp_fr < self.min_component]
-                ok[weak] = False
-                if ok.any():
-                    cand = np.where(ok, fractions, -1.0)
-                    tone = int(np.argmax(cand))
-                    best = float(fractions[tone])
-        return FrameTones(level, tone, best, pure_hz, pure_fraction)
+        peak_hz = float(self._long_f[peak])
+        half = peak_hz * 0.02 + self.short_extra_hz
+        lo = int(np.searchsorted(self._long_f, peak_hz - half))
+        hi = int(np.searchsorted(self._long_f, peak_hz + half, side="right"))
+        band = p_short[lo:hi]
+        pure_fraction = float(band.sum()) / t_short
+        pure_hz = float(np.dot(self._long_f[lo:hi], band) / max(float(band.sum()), 1e-12))
+        best: tuple[int, float] = (-1, 0.0)
+        long_power = float(np.dot(window, window)) / WINDOW
+        # the newest 20 ms must carry the tone itself (not just the tail of the window)
+        if frame_power >= 0.25 * max(short_power, long_power):
+            best = self._score("short", p_short, t_short, best)
+            spec_l = np.fft.rfft(window * self._hann_long, NFFT)
+            p_long = spec_l.real * spec_l.real + spec_l.imag * spec_l.imag
+            t_long = float(p_long[self._long_in].sum())
+            if t_long > 0.0:
+                best = self._score("long", p_long, t_long, best)
+        return FrameTones(level, best[0], best[1], pure_hz, pure_fraction)
 
 
 class CadenceMatcher:
@@ -246,8 +280,13 @@ class CadenceMatcher:
     def update(self, on: bool, frame_s: float = FRAME_S) -> bool:
         """Add one frame; True when the plan is recognised (stays True while it keeps matching)."""
         flag = 1.0 if on else 0.0
-        if self._runs and self._runs[-1][0] == flag:
-            self._runs[-1][1] += frame_s
+        runs = self._runs
+        if runs and runs[-1][0] == flag:
+            runs[-1][1] += frame_s
+        elif len(runs) >= 2 and runs[-1][1] <= frame_s + 1e-9:
+            # a one-frame glitch between two runs of the same state: merge it away
+            glitch = runs.pop()
+            runs[-1][1] += glitch[1] + frame_s
         else:
             if not self._runs and not on:
                 self._first_truncated = False  # stream began in silence: the first tone is whole

@@ -1,0 +1,144 @@
+"""``earpiece bench amd``: Earpiece's call-progress detector against an app_amd baseline.
+
+Both run on the same generated audio (:mod:`earpiece.media.evalset`): items of group ``amd``
+are analysed as the far end after answer, items of group ``tone`` as early media before
+answer. "Not sure" (unknown) counts as wrong. The baseline follows app_amd's timing-only
+algorithm with the default amd.conf, so it cannot name tones: its tone accuracy is what
+timing alone gets (zero).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from earpiece.media.cpa import CpaResult
+    from earpiece.media.evalset import Item
+
+TONE_LABELS = ("ringback", "busy", "congestion", "sit", "fax")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--dir", default=None,
+                        help="evaluation-set directory (default ~/.cache/earpiece/evalset-amd-v1 "
+                             "or $EARPIECE_EVALSET_DIR); generated when missing")
+    parser.add_argument("--split", choices=("test", "tune", "all"), default="test",
+                        help="held-out items (test, default), tuning items, or all")
+    parser.add_argument("--regenerate", action="store_true", help="rebuild the set first")
+    parser.add_argument("--tone-plan", default="all", help="tone plans (us,cn,uk,eu or all)")
+    parser.add_argument("--amd-conf", default=None, help="amd.conf for the baseline")
+    parser.add_argument("--errors", action="store_true", help="list Earpiece's misses")
+
+
+def _percentile(xs: Sequence[float], q: float) -> float | None:
+    import numpy as np
+
+    return round(float(np.percentile(np.asarray(xs), q)), 3) if xs else None
+
+
+def score(items: Sequence[Item], results: Sequence[CpaResult]) -> dict[str, Any]:
+    """Accuracy, latency and confusion of ``results`` against the items' labels."""
+    confusion: dict[str, dict[str, int]] = {}
+    hm_ok = hm_n = tone_ok = tone_n = ok = 0
+    times: list[float] = []
+    per_label: dict[str, list[int]] = {}
+    for it, r in zip(items, results, strict=True):
+        row = confusion.setdefault(it.label, {})
+        row[r.label] = row.get(r.label, 0) + 1
+        hit = int(r.label == it.label)
+        ok += hit
+        per_label.setdefault(it.label, [0, 0])
+        per_label[it.label][0] += hit
+        per_label[it.label][1] += 1
+        if it.label in ("human", "machine"):
+            hm_n += 1
+            hm_ok += hit
+            times.append(r.decision_s)
+        elif it.label in TONE_LABELS:
+            tone_n += 1
+            tone_ok += hit
+    return {
+        "items": len(items),
+        "accuracy_human_machine": round(hm_ok / hm_n, 4) if hm_n else None,
+        "decision_median_s": _percentile(times, 50),
+        "decision_p95_s": _percentile(times, 95),
+        "tone_accuracy": round(tone_ok / tone_n, 4) if tone_n else None,
+        "accuracy_all": round(ok / len(items), 4) if items else None,
+        "per_label": {k: round(v[0] / v[1], 4) for k, v in sorted(per_label.items())},
+        "confusion": confusion,
+    }
+
+
+def evaluate(root: Path, split: str, *, tone_plan: str = "all",
+             amd_conf: str | None = None) -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
+    from earpiece.media.amd_baseline import AmdConfig, baseline_result
+    from earpiece.media.cpa import CpaOptions, analyze_audio
+    from earpiece.media.evalset import load_manifest, read_wav
+
+    items = [it for it in load_manifest(root) if split == "all" or it.split == split]
+    cfg = AmdConfig.from_file(amd_conf) if amd_conf else AmdConfig()
+    post = CpaOptions(tone_plan=tone_plan, phase="post_answer")
+    pre = CpaOptions(tone_plan=tone_plan, phase="pre_answer")
+    ours: list[CpaResult] = []
+    base: list[CpaResult] = []
+    t_ours = t_base = audio_s = 0.0
+    for it in items:
+        x, rate, _ = read_wav(root / it.file)
+        audio_s += x.size / rate
+        t0 = time.perf_counter()
+        ours.append(analyze_audio(x, rate, options=pre if it.group == "tone" else post))
+        t1 = time.perf_counter()
+        base.append(baseline_result(x, rate, cfg))
+        t_base += time.perf_counter() - t1
+        t_ours += t1 - t0
+    report = {
+        "earpiece": {**score(items, ours), "cpu_s": round(t_ours, 2)},
+        "baseline": {**score(items, base), "cpu_s": round(t_base, 2),
+                     "algorithm": "app_amd.c isAnsweringMachine, amd.conf defaults"
+                     if amd_conf is None else f"app_amd.c isAnsweringMachine, {amd_conf}"},
+        "set": {"dir": str(root), "split": split, "items": len(items),
+                "audio_s": round(audio_s, 1)},
+    }
+    return report, list(zip(items, ours, strict=True))
+
+
+def _table(report: dict[str, Any], out: Callable[[str], None]) -> None:
+    keys = ("accuracy_human_machine", "decision_median_s", "decision_p95_s", "tone_accuracy",
+            "accuracy_all")
+    out(f"{'metric':28} {'earpiece':>10} {'app_amd':>10}")
+    for k in keys:
+        out(f"{k:28} {report['earpiece'][k]!s:>10} {report['baseline'][k]!s:>10}")
+    for name in ("earpiece", "baseline"):
+        out(f"\n{name} confusion (rows = truth):")
+        conf = report[name]["confusion"]
+        cols = sorted({c for row in conf.values() for c in row})
+        out(f"{'':12}" + "".join(f"{c:>11}" for c in cols))
+        for truth, row in sorted(conf.items()):
+            out(f"{truth:12}" + "".join(f"{row.get(c, 0):>11}" for c in cols))
+
+
+def main(args: argparse.Namespace) -> int:
+    from earpiece.media.evalset import generate
+
+    root = generate(args.dir, force=args.regenerate)
+    report, pairs = evaluate(root, args.split, tone_plan=args.tone_plan, amd_conf=args.amd_conf)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(f"evaluation set {root} ({args.split}: {report['set']['items']} items)")
+        _table(report, print)
+    if args.errors:
+        for it, r in pairs:
+            if it.label != r.label:
+                print(json.dumps({"file": it.file, "truth": it.label, "got": r.label,
+                                  "decision_s": r.decision_s, "rule": r.evidence.get("rule"),
+                                  "source": it.source, "params": it.params},
+                                 ensure_ascii=False), file=sys.stderr)
+    return 0
