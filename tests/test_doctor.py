@@ -371,10 +371,12 @@ async def test_fastagi_port_in_use_names_the_owner(tmp_path: Path,
         port = holder.getsockname()[1]
         cfg = write_config(tmp_path, ami_port=ami.port, ari_port=ari.port, agi_port=port)
         report = await doctor.run_doctor(cfg, env=ENV)
+        proc_works = doctor.listener_of(port) is not None
     check = report.result("agi.bind")
     assert check.status == "FAIL"
     assert "address already in use" in check.detail
-    assert f"pid {os.getpid()} " in check.detail  # found through /proc
+    if proc_works:  # Linux with a readable /proc names the process
+        assert f"in use by pid {os.getpid()} (" in check.detail
     assert f"sport = :{port}" in check.fix and "agi.port" in check.fix
 
 
