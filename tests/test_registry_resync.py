@@ -151,6 +151,7 @@ def test_resync_ends_calls_that_vanished_during_the_outage() -> None:
     h = Harness()
     feed(h, items[:bye])
     (call,) = h.registry.calls.values()
+    h.clock.now += 5  # the outage
     h.registry.reconcile_ami([])
     assert not h.registry.calls
     ended = h.of(CallEnded)
@@ -167,11 +168,30 @@ def test_resync_ends_calls_that_vanished_during_the_outage() -> None:
     check_lifecycle(h)
 
 
+def test_resync_keeps_channels_newer_than_the_listing() -> None:
+    """Newchannel arriving while CoreShowChannels is answered: absent from the listing, kept."""
+    items = stream(ANSWERED)
+    answered = cut_at(items, lambda m: m.event == "OriginateResponse")
+    h = Harness()
+    feed(h, items[:answered])
+    asked = h.clock.now - 0.5
+    h.clock.now += 0.2
+    h.registry.reconcile_ami([], since=asked)  # a listing taken before the call existed
+    assert len(h.registry.calls) == 1 and h.of(CallEnded) == []
+    h.clock.now += 0.1
+    h.registry.reconcile_ami([])  # default grace: the last second
+    assert h.of(CallEnded) == []
+    h.clock.now += 3
+    h.registry.reconcile_ami([])
+    assert len(h.of(CallEnded)) == 1
+
+
 def test_resync_unanswered_call_vanished_settles_once() -> None:
     items = stream(CAPTURES / "pjsip/ami/outbound_noanswer_timeout.jsonl")
     ringing = cut_at(items, lambda m: m.event == "DialState")
     h = Harness()
     feed(h, items[: ringing + 1])
+    h.clock.now += 5
     h.registry.reconcile_ari([])
     (outcome,) = h.of(CallOutcome)
     assert outcome.outcome is CallState.NO_ANSWER
@@ -232,6 +252,7 @@ def test_ari_resync_kept_new_vanished() -> None:
         ]
     )
     assert len(h.of(CallStarted)) == 2
+    h.clock.now += 5
     h.registry.reconcile_ari(
         [
             {"id": "1.1", "name": "PJSIP/cust1-00000001", "state": "Up"},

@@ -59,6 +59,7 @@ class Channel:
     hangup_requested: bool = False
     cause: int | None = None
     left: float | None = None
+    last_seen: float = 0.0  # clock of the last event about it (resync keeps recent ones)
     originated: bool = False  # its first dialplan step was AppDial2 (Outgoing Line)
     dialled: bool = False  # created by Dial(): AppDial (Outgoing Line)
 

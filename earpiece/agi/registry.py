@@ -87,6 +87,8 @@ CALLER_APPS = frozenset({"dial", "queue", "followme"})
 ORIGINATED_APP = "AppDial2"  # first Newexten of a channel created by Originate
 DIALLED_APP = "AppDial"  # first Newexten of a channel created by Dial()
 UNKNOWN_UNIQUEID = "<unknown>"
+#: Resync: a channel with an event this recently may be newer than the listing.
+RESYNC_GRACE_S = 1.0
 #: Originate variable carrying the id :meth:`Registry.expect_originate` reserved.
 CALL_ID_VARIABLE = "EARPIECE_CALL_ID"
 _WATCHED_VARS = frozenset({"DIALSTATUS", "AMDSTATUS", CALL_ID_VARIABLE})
@@ -240,8 +242,8 @@ class Registry:
                 self._pending_tags.popitem(last=False)
             return None
         self._apply_tags(call, dict(tags))
-        if not call.confirmed:
-            self._confirm(call)
+        if not call.confirmed and not call.spy and not call.awaiting_link:
+            self._confirm(call)  # a channel running our tag hook is a real call
         return call.id
 
     def record_audio_verdict(self, call_id: str, label: str, source: str) -> bool:
@@ -585,8 +587,13 @@ class Registry:
     }
 
     # ===================================================================== resync
-    def reconcile_ami(self, channels: list[AmiMessage]) -> None:
-        """Resynchronise from a ``CoreShowChannels`` answer (its ``CoreShowChannel`` events)."""
+    def reconcile_ami(self, channels: list[AmiMessage], *, since: float | None = None) -> None:
+        """Resynchronise from a ``CoreShowChannels`` answer (its ``CoreShowChannel`` events).
+
+        Known channels missing from the listing are ended (``source="resync"``) unless an event
+        about them arrived at or after ``since`` (when the listing was asked for; default: the
+        last :data:`RESYNC_GRACE_S` seconds), since the listing may predate them.
+        """
         live: list[_Live] = []
         for msg in channels:
             if msg.event is not None and msg.event != "CoreShowChannel":
@@ -599,10 +606,13 @@ class Registry:
                 msg.get("ChannelState") or "", ""
             )
             live.append(_Live(uid, name, msg.get("Linkedid"), state, msg.get("BridgeId") or ""))
-        self._reconcile(live, "ami")
+        self._reconcile(live, "ami", since)
 
-    def reconcile_ari(self, channels: list[Mapping[str, Any]]) -> None:
-        """Resynchronise from ``GET /ari/channels`` (a list of Channel objects).
+    def reconcile_ari(
+        self, channels: list[Mapping[str, Any]], *, since: float | None = None
+    ) -> None:
+        """Resynchronise from ``GET /ari/channels`` (a list of Channel objects); see
+        :meth:`reconcile_ami` for ``since``.
 
         ARI has no linkedid: a dialled leg (dialplan ``AppDial``) is put in the call of the
         channel running ``Dial``/``Queue`` whose caller/connected ids mirror its own.
@@ -638,19 +648,22 @@ class Registry:
             live.append(
                 _Live(c["id"], c["name"], None, state if isinstance(state, str) else "", "", link)
             )
-        self._reconcile(live, "ari")
+        self._reconcile(live, "ari", since)
 
-    def _reconcile(self, live: list[_Live], proto: str) -> None:
+    def _reconcile(self, live: list[_Live], proto: str, since: float | None) -> None:
         self.stats.resyncs += 1
         live_uids = {lc.uid for lc in live}
-        # 1. channels that vanished during the outage
+        # 1. channels that vanished during the outage. A channel with an event after the
+        # listing was asked for may be missing from it only because it is newer: kept.
+        cutoff = since if since is not None else self.clock() - RESYNC_GRACE_S
         for call in list(self._calls.values()):
             for ch in list(call.channels.values()):
-                if ch.alive and ch.uniqueid not in live_uids:
+                if ch.alive and ch.uniqueid not in live_uids and ch.last_seen < cutoff:
                     self._hangup(ch.uniqueid, None, "resync")
-        for uid in [u for u in self._orphans if u not in live_uids]:
-            orphan = self._orphans.pop(uid)
-            self._forget(uid, orphan.name, None)
+        for uid in [u for u, o in self._orphans.items() if u not in live_uids]:
+            if self._orphans[uid].last_seen < cutoff:
+                orphan = self._orphans.pop(uid)
+                self._forget(uid, orphan.name, None)
 
         # 2. live channels: parties first (a call's first channel has uniqueid == linkedid),
         # then dialled legs, helpers last
@@ -705,19 +718,22 @@ class Registry:
         call = self._by_uid.get(uid)
         if call is not None:
             ch = call.channels[uid]
+            ch.last_seen = self.clock()
             if state:
                 ch.state = state
             return call, ch
         if uid in self._orphans:
+            orphan = self._orphans[uid]
+            orphan.last_seen = self.clock()
             if state:
-                self._orphans[uid].state = state
+                orphan.state = state
             return None
         if uid in self._gone:
             return None
         now = self.clock()
         tech = channel_tech(name)
         if tech in HELPER_TECHS:
-            ch = Channel(uid, name, HELPER_TECHS[tech], now, state)
+            ch = Channel(uid, name, HELPER_TECHS[tech], now, state, last_seen=now)
             target_uid = snoop_target(name)
             target = self._by_uid.get(target_uid) if target_uid else None
             self._orphans[uid] = ch
@@ -726,7 +742,7 @@ class Registry:
                 self._attach_orphan(uid, target)
                 return target, ch
             return None
-        ch = Channel(uid, name, ChannelRole.UNKNOWN, now, state)
+        ch = Channel(uid, name, ChannelRole.UNKNOWN, now, state, last_seen=now)
         base = local_base(name)
         peer_call: Call | None = None
         if base is not None:
