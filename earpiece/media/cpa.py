@@ -124,6 +124,7 @@ class CallProgressDetector:
         sets = frequency_sets(self.plans)
         self._bank = ToneBank(sets)
         self._set_index = {s: i for i, s in enumerate(sets)}
+        self._plan_sets = frozenset(self._set_index[p.freqs] for p in self.plans)
         self._matchers = [CadenceMatcher(p) for p in self.plans]
         self._sit = SitMatcher([self._set_index[(f,)] for f in SIT_FIRST],
                                [self._set_index[(f,)] for f in SIT_SECOND],
@@ -157,6 +158,7 @@ class CallProgressDetector:
         self.answered = True
         self._answer_frame = self.frames
         self._reset_speech()
+        self._floor = None  # the answered line's noise floor is learnt afresh
 
     @property
     def t(self) -> float:
@@ -256,10 +258,9 @@ class CallProgressDetector:
 
     def _vad(self, ft: FrameTones) -> bool:
         level = ft.level_dbfs
-        if self._floor is None:
-            self._floor = level
-        elif level < self._floor:
-            self._floor = level
+        if self._floor is None or level < self._floor:
+            # digital silence is not a noise floor: never track below -70 dBFS
+            self._floor = max(level, -70.0)
         else:
             self._floor += 0.01
         o = self.options
@@ -270,18 +271,25 @@ class CallProgressDetector:
     def _beep(self, ft: FrameTones, t: float, speech: bool) -> None:
         """Track runs of one steady pure tone (not a known call-progress tone): beeps."""
         o = self.options
-        pure = (ft.tone < 0 and ft.pure_fraction >= o.pure_fraction
+        # tones of the cadence plans (fax, ringback...) are not beeps unless a greeting came
+        # first; a beep may share a SIT segment's frequency (e.g. 1000 Hz)
+        pure = ((ft.tone < 0 or ft.tone not in self._plan_sets
+                 or self._first_speech_s is not None)
+                and ft.pure_fraction >= o.pure_fraction
                 and ft.level_dbfs >= o.vad_min_dbfs and ft.pure_hz >= 300.0)
         run = self._pure_run  # [first hz, duration, min level, max level]
+        if pure and run and ft.level_dbfs < run[3] - 10.0:
+            pure = False  # only the tail of the window still holds the tone: it has ended
         if pure and run and abs(ft.pure_hz - run[0]) <= 0.01 * run[0] + 8.0:
+            if run[1] >= 2 * FRAME_S:  # the first frames may hold only part of the onset
+                run[2] = min(run[2], ft.level_dbfs)
             run[1] += FRAME_S
-            run[2] = min(run[2], ft.level_dbfs)
             run[3] = max(run[3], ft.level_dbfs)
             return
-        if run and o.beep_min_s <= run[1] <= o.beep_max_s and run[3] - run[2] <= 6.0:
+        if run and o.beep_min_s <= run[1] <= o.beep_max_s and run[3] - run[2] <= 10.0:
             self._beeps.append({"hz": round(run[0], 1), "dur_s": round(run[1], 3),
                                 "end_s": round(t, 3)})
-        self._pure_run = [ft.pure_hz, FRAME_S, ft.level_dbfs, ft.level_dbfs] if pure else []
+        self._pure_run = [ft.pure_hz, FRAME_S, 0.0, -200.0] if pure else []
 
     def _speech(self, speech: bool, t: float) -> None:
         o = self.options
