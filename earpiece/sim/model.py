@@ -123,6 +123,9 @@ class Channel:
     local_port: int = 0
     call: Any = None  # the engine's call record
 
+    def __repr__(self) -> str:
+        return f"Channel({self.name!r}, id={self.id!r}, state={self.state_desc})"
+
     @property
     def state_desc(self) -> str:
         return STATE_DESC.get(self.state, "Unknown")
@@ -193,6 +196,10 @@ class Bridge:
     ari_apps: set[str] = field(default_factory=set)
     end_technology: str = ""  # basic call bridges report native_rtp when torn down
     destroyed: bool = False
+
+    def __repr__(self) -> str:
+        names = [c.name for c in self.channels]
+        return f"Bridge({self.id!r}, {self.bridge_class}, channels={names})"
 
     def ami_block(self, technology: str | None = None) -> list[tuple[str, str]]:
         return [

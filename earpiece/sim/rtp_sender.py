@@ -50,13 +50,13 @@ _ALAW_SILENCE = bytes([audio.ALAW_SILENCE]) * audio.FRAME_SAMPLES
 
 
 class Upsampler2:
-    """Streaming 8 kHz -> 16 kHz: zero-stuffing plus a 63-tap windowed-sinc low-pass whose
+    """Streaming 8 kHz -> 16 kHz: zero-stuffing plus a 65-tap windowed-sinc low-pass whose
     state carries across frames (no clicks at frame edges)."""
 
     def __init__(self) -> None:
         from scipy.signal import firwin, lfilter_zi
 
-        self.taps = firwin(63, 0.5) * 2.0
+        self.taps = firwin(65, 0.5) * 2.0  # group delay 32 = 16 samples at 8 kHz
         self.zi = lfilter_zi(self.taps, [1.0]) * 0.0
 
     def process(self, pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
