@@ -405,7 +405,7 @@ async def test_every_event_and_response_parses_with_ari_models() -> None:
         sink = RtpSink()
         em = await media_call(sim, ari, sink, party="customer", spy="in")
         models.Channel.parse(em)
-        status, chans = await ari.req("GET", "/ari/channels")
+        _, chans = await ari.req("GET", "/ari/channels")
         for ch in chans:
             models.Channel.parse(ch)
         _, bridge = await ari.req("GET", "/ari/bridges/b1")
