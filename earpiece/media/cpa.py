@@ -71,6 +71,8 @@ class CpaOptions:
     phase: Literal["pre_answer", "post_answer"] = "post_answer"  # phase at construction
     long_greeting_s: float = 1.2
     human_silence_s: float = 0.5
+    short_greeting_s: float = 0.7
+    human_silence_short_s: float = 0.35
     utterance_gap_s: float = 0.45
     word_gap_s: float = 0.1
     min_utterance_s: float = 0.08
@@ -334,7 +336,11 @@ class CallProgressDetector:
                 rule = "long_greeting" if span >= o.long_greeting_s else "many_words"
                 return self._decide("machine", conf, rule)
             silent = t - utt.last_speech_s
-            if silent >= o.human_silence_s:
+            # a very short greeting ("hello?") needs less silence behind it than a longer one,
+            # which may be the first phrase of a recording
+            wait = (o.human_silence_short_s if span <= o.short_greeting_s
+                    and utt.bursts <= 2 else o.human_silence_s)
+            if silent >= wait:
                 conf = min(0.97, 0.65 + 0.25 * (1 - span / o.long_greeting_s)
                            + 0.1 * min(1.0, silent / 1.0))
                 return self._decide("human", conf, "short_greeting_then_silence")
