@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -91,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             row = analyse_file(path, args)
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, wave.Error) as exc:
             log.error("cannot analyse %s: %s", path, exc)
             row = {"file": path, "error": str(exc)}
             status = 1

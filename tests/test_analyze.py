@@ -1,0 +1,88 @@
+"""``earpiece analyze``: one JSON line per file, mono or stereo, analysers pluggable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from earpiece import analyze
+from earpiece.cli import main as cli_main
+from earpiece.media.cpa import LABELS
+from earpiece.media.tones import synth_tone
+
+
+def _write(path: Path, channels: list[npt.NDArray[np.float64]], rate: int = 8000) -> Path:
+    data = np.stack(channels, axis=1) if len(channels) > 1 else channels[0][:, None]
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(len(channels))
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.clip(data, -32768, 32767).astype("<i2").tobytes())
+    return path
+
+
+def _busy() -> npt.NDArray[np.float64]:
+    parts = [np.zeros(1600)]
+    for i in range(8):
+        parts.append(synth_tone([480, 620], 0.5, level_dbfs=-20) if i % 2 == 0
+                     else np.zeros(4000))
+    return np.concatenate(parts)
+
+
+def test_cli_json_lines_mono_and_stereo(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    mono = _write(tmp_path / "busy.wav", [_busy()])
+    rng = np.random.default_rng(0)
+    quiet = rng.normal(0, 3, _busy().size)
+    stereo = _write(tmp_path / "stereo.wav", [quiet, _busy()])  # agent = channel 1
+    rc = cli_main(["analyze", "--json", str(mono), str(stereo)])
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in lines] == [str(mono), str(stereo)]
+    assert lines[0]["cpa"]["label"] == "busy"
+    assert lines[0]["channels"] == 1
+    # stereo: the customer (channel 0) is analysed, the agent's tone is ignored
+    assert lines[1]["channels"] == 2
+    assert lines[1]["cpa"]["label"] == "silence"
+    for r in lines:
+        assert set(r["cpa"]) >= {"label", "confidence", "decision_s", "evidence"}
+        assert r["cpa"]["label"] in LABELS
+
+
+def test_cli_bad_file_reports_error_and_continues(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not a wav")
+    good = _write(tmp_path / "good.wav", [_busy()])
+    rc = cli_main(["analyze", "--json", str(bad), str(good)])
+    assert rc == 1
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert "error" in lines[0] and lines[1]["cpa"]["label"] == "busy"
+
+
+def test_analysers_are_pluggable(tmp_path: Path) -> None:
+    from scipy.signal import resample_poly
+
+    wide = resample_poly(_busy(), 2, 1)  # the same busy tone at 16 kHz
+    path = _write(tmp_path / "x.wav", [wide], rate=16000)
+
+    def length(audio: analyze.AudioInput, args: argparse.Namespace) -> tuple[str, float]:
+        return "samples", float(audio.customer.size)
+
+    args = argparse.Namespace(tone_plan="us", pre_answer=True)
+    row = analyze.analyse_file(str(path), args, [*analyze.ANALYSERS, length])
+    assert row["samples"] == wide.size
+    assert row["cpa"]["label"] == "busy"
+    assert row["cpa"]["evidence"]["phase"] == "pre_answer"
+
+
+def test_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path / "b.wav", [_busy()])
+    assert cli_main(["analyze", str(path)]) == 0
+    assert "busy" in capsys.readouterr().out
