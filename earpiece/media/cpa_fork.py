@@ -1,0 +1,218 @@
+"""Runs a :class:`~earpiece.media.cpa.CallProgressDetector` per call on the customer's audio.
+
+Entry points:
+
+* :meth:`CpaFork.on_frame` ``(call_id, party, pcm)``: plain callback for 20 ms int16 frames at
+  8 kHz; only ``party == "customer"`` is analysed. :meth:`CpaFork.on_audio_frame` adapts a
+  :class:`~earpiece.media.frames.AudioFrame` (subscribe it with ``hub.subscribe(fork.
+  on_audio_frame, rate=8000, party="customer")``).
+* Bus events: :class:`~earpiece.events.CallStateChanged` to ``answered`` switches the call's
+  detector from early media to answering-machine detection (the decision clock restarts);
+  :class:`~earpiece.events.CallEnded` flushes it (an undecided answered call still gets a
+  verdict) and forgets the call.
+
+Every verdict is published as :class:`~earpiece.events.CpaDecision` and handed to the call
+registry through ``record_audio_verdict(call_id, label, source)``, which keeps it beside the
+signalling outcome (see :mod:`earpiece.agi.outcome`: audio evidence is ranked, disagreements are
+kept with the rule that decided). :meth:`CpaFork.is_human` tells later stages (emotion,
+strategy) whether a call was judged answered by a human.
+
+The DSP costs ~0.1 ms per frame; with ``offload=True`` frames are analysed on one worker thread
+and results are published back on the event loop, so the loop never runs the FFTs itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision
+from earpiece.media.cpa import CallProgressDetector, CpaOptions, CpaResult
+
+if TYPE_CHECKING:
+    from earpiece.bus import EventBus
+    from earpiece.media.frames import AudioFrame
+    from earpiece.media.settings import CpaSettings
+
+log = logging.getLogger(__name__)
+
+VerdictSink = Callable[[str, str, str], bool]
+
+
+def options_from_settings(settings: CpaSettings) -> CpaOptions:
+    """CpaOptions for the post-answer analysis window configured in ``[cpa]``."""
+    return CpaOptions(tone_plan=settings.tone_plan, phase="pre_answer",
+                      max_s=settings.amd_max_s)
+
+
+@dataclass
+class _CallCpa:
+    detector: CallProgressDetector
+    answered: bool = False
+    results: list[CpaResult] = field(default_factory=list)
+
+
+@dataclass
+class CpaStats:
+    frames: int = 0
+    ignored_frames: int = 0
+    decisions: int = 0
+    malformed: int = 0
+
+
+class CpaFork:
+    """Per-call call-progress analysis of the customer's stream (see module docstring)."""
+
+    MAX_REMEMBERED = 10_000  # verdicts kept for is_human() after the call ended
+
+    def __init__(self, bus: EventBus, *, options: CpaOptions | None = None,
+                 record_audio_verdict: VerdictSink | None = None, offload: bool = False,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.bus = bus
+        base = options or CpaOptions()
+        self.options = CpaOptions(**{**base.__dict__, "phase": "pre_answer"})
+        self.record_audio_verdict = record_audio_verdict
+        self.stats = CpaStats()
+        self._calls: dict[str, _CallCpa] = {}
+        self._answered: set[str] = set()
+        self._human: dict[str, bool] = {}
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop = loop
+        if offload:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="earpiece-cpa")
+
+    def start(self) -> None:
+        self._unsubscribe = [self.bus.subscribe(CallStateChanged, self._on_state),
+                             self.bus.subscribe(CallEnded, self._on_ended)]
+
+    def stop(self) -> None:
+        for unsub in self._unsubscribe:
+            unsub()
+        self._unsubscribe = []
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # ---- inputs ------------------------------------------------------------------------------
+    def on_audio_frame(self, frame: AudioFrame) -> None:
+        if frame.rate != 8000:
+            self.stats.malformed += 1
+            return
+        self.on_frame(frame.call_id, frame.party, frame.pcm)
+
+    def on_frame(self, call_id: str, party: str, frame: npt.NDArray[np.int16]) -> None:
+        """Feed one frame of ``party``'s audio (only the customer's is analysed)."""
+        if party != "customer":
+            self.stats.ignored_frames += 1
+            return
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
+            self.stats.malformed += 1
+            return
+        self.stats.frames += 1
+        if self._executor is None:
+            self._process(call_id, frame)
+        else:
+            self._executor.submit(self._process_offloaded, call_id, frame.copy())
+
+    def _on_state(self, ev: CallStateChanged) -> None:
+        if ev.new != CallState.ANSWERED:
+            return
+        self._answered.add(ev.call_id)
+        self._run(self._answer, ev.call_id)
+
+    def _on_ended(self, ev: CallEnded) -> None:
+        self._run(self._end, ev.call_id)
+
+    # ---- work (on the worker thread when offloaded) ------------------------------------------
+    def _run(self, fn: Callable[[str], list[tuple[str, CpaResult]]], call_id: str) -> None:
+        if self._executor is None:
+            self._emit(fn(call_id))
+        else:
+            fut = self._executor.submit(fn, call_id)
+            fut.add_done_callback(self._done)
+
+    def _done(self, fut: concurrent.futures.Future[list[tuple[str, CpaResult]]]) -> None:
+        try:
+            out = fut.result()
+        except (ValueError, TypeError, IndexError) as exc:
+            self.stats.malformed += 1
+            log.warning("CPA failed: %s", exc)
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._emit, out)
+        else:
+            self._emit(out)
+
+    def _state(self, call_id: str) -> _CallCpa:
+        st = self._calls.get(call_id)
+        if st is None:
+            st = self._calls[call_id] = _CallCpa(CallProgressDetector(self.options))
+            if call_id in self._answered:
+                st.detector.answer()
+                st.answered = True
+        return st
+
+    def _process(self, call_id: str, frame: npt.NDArray[np.int16]) -> None:
+        self._emit(self._feed(call_id, frame))
+
+    def _process_offloaded(self, call_id: str, frame: npt.NDArray[np.int16]) -> None:
+        out = self._feed(call_id, frame)
+        if out:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._emit, out)
+            else:
+                self._emit(out)
+
+    def _feed(self, call_id: str, frame: npt.NDArray[np.int16]) -> list[tuple[str, CpaResult]]:
+        st = self._state(call_id)
+        r = st.detector.feed(frame)
+        return [(call_id, r)] if r is not None else []
+
+    def _answer(self, call_id: str) -> list[tuple[str, CpaResult]]:
+        st = self._state(call_id)
+        if not st.answered:
+            st.answered = True
+            st.detector.answer()
+        return []
+
+    def _end(self, call_id: str) -> list[tuple[str, CpaResult]]:
+        st = self._calls.pop(call_id, None)
+        self._answered.discard(call_id)
+        if st is None:
+            return []
+        det = st.detector
+        if st.answered and det.result is None and det.frames > 0:
+            return [(call_id, det.finish())]
+        return []
+
+    # ---- outputs (on the event loop) ---------------------------------------------------------
+    def _emit(self, out: list[tuple[str, CpaResult]]) -> None:
+        for call_id, r in out:
+            self.stats.decisions += 1
+            rule = str(r.evidence.get("rule", ""))
+            phase = str(r.evidence.get("phase", ""))
+            if phase == "post_answer" and r.label in ("human", "machine", "fax", "silence"):
+                self._human[call_id] = r.label == "human"
+                while len(self._human) > self.MAX_REMEMBERED:
+                    del self._human[next(iter(self._human))]
+            self.bus.publish(CpaDecision(call_id=call_id, label=r.label,
+                                         confidence=r.confidence, decision_s=r.decision_s,
+                                         evidence=r.evidence))
+            if self.record_audio_verdict is not None and r.label != "unknown":
+                self.record_audio_verdict(call_id, r.label, f"audio:cpa {phase} {rule}")
+
+    def is_human(self, call_id: str) -> bool | None:
+        """True/False once the call's answer was judged; None while unknown."""
+        return self._human.get(call_id)
+
+    def forget(self, call_id: str) -> None:
+        self._human.pop(call_id, None)
