@@ -141,8 +141,22 @@ class Scenario:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, file: str | None = None) -> Scenario:
+        """Validate and build; every problem is a :class:`ConfigError` naming the key."""
+        try:
+            return cls._from_dict(data, file)
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise ConfigError(f"invalid value: {exc}", file=file) from None
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any], file: str | None) -> Scenario:
         def fail(key: str, msg: str) -> ConfigError:
             return ConfigError(msg, file=file, key=key)
+
+        if not isinstance(data, dict):
+            raise fail("", "a scenario must be a table")
+        for key in ("endpoints",):
+            if not isinstance(data.get(key, []), list):
+                raise fail(key, "must be an array of tables")
 
         known = {"name", "credentials", "dialplan", "endpoints", "dialer"}
         for key in data:
@@ -153,6 +167,9 @@ class Scenario:
         if len(set(names)) != len(names):
             raise fail("endpoints", "duplicate endpoint names")
         dp = _section(data, "dialplan", fail)
+        for key in ("agents",):
+            if not isinstance(dp.get(key, []), list):
+                raise fail(f"dialplan.{key}", "must be a list of endpoint names")
         dialplan = Dialplan(
             context=str(dp.get("context", "dialer")),
             exten=str(dp.get("exten", "agent")),
@@ -163,6 +180,8 @@ class Scenario:
             if agent not in names:
                 raise fail("dialplan.agents", f"no endpoint named {agent!r}")
         dl = _section(data, "dialer", fail)
+        if not isinstance(dl.get("calls", []), list):
+            raise fail("dialer.calls", "must be a list of endpoint names")
         dialer = DialerPlan(
             enabled=bool(dl.get("enabled", bool(dl))),
             start_after_s=float(dl.get("start_after_s", 1.0)),
