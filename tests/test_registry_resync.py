@@ -543,3 +543,45 @@ def test_originate_variable_binds_the_reserved_id() -> None:
         h.registry.on_ami_event(msg)
     cid, _ = single_call(h)
     assert cid == reserved
+
+
+def test_resync_gives_up_on_lost_originate_responses() -> None:
+    """Our Originate's response was lost in the outage and no channel is live: failed, once."""
+    h = Harness()
+    reserved = h.registry.expect_originate("act-9", tags={"lead": "7"}, channel="PJSIP/cust2")
+    h.clock.now += 5
+    pending = h.registry.expect_originate("act-10", channel="PJSIP/cust3")
+    h.clock.now += 0.5
+    h.registry.reconcile_ami([])  # act-10 was sent within the grace second: may be in flight
+    (outcome,) = h.of(CallOutcome)
+    assert outcome.call_id == reserved
+    assert outcome.outcome is CallState.FAILED
+    assert outcome.source == "resync:no OriginateResponse and no live channel"
+    assert h.of(CallStarted)[0].tags == {"lead": "7"}
+    # The response turns up after all: noted on that call, nothing new published.
+    n = len(h.events)
+    h.registry.on_ami_event(
+        ev("OriginateResponse", ActionID="act-9", Response="Failure", Channel="PJSIP/cust2",
+           Reason="0", Uniqueid="<unknown>")
+    )  # fmt: skip
+    assert h.events[n:] == []
+    call = h.registry.get(reserved)
+    assert call is not None
+    assert "ami:OriginateResponse Reason=0" in {e.source for e in call.evidence}
+    assert h.registry.get(pending) is None  # still waiting for its response
+
+
+def test_resync_binds_our_originate_created_during_the_outage() -> None:
+    h = Harness()
+    reserved = h.registry.expect_originate("act-1", channel="PJSIP/cust1")
+    h.clock.now += 5
+    h.registry.reconcile_ami([show("PJSIP/cust1-00000005", "9.5", "9.5", "Ringing")])
+    (started,) = h.of(CallStarted)
+    assert (started.call_id, started.direction) == (reserved, "outbound")
+    h.registry.on_ami_event(
+        ev("OriginateResponse", ActionID="act-1", Response="Success", Reason="4",
+           Channel="PJSIP/cust1-00000005", Uniqueid="9.5")
+    )  # fmt: skip
+    (outcome,) = h.of(CallOutcome)
+    assert (outcome.call_id, outcome.outcome) == (reserved, CallState.ANSWERED)
+    assert outcome.source == "ami:OriginateResponse Reason=4"

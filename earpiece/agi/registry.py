@@ -56,6 +56,7 @@ from earpiece.agi.outcome import (
     DIAL_PROGRESS,
     RANK_ANSWER,
     RANK_FALLBACK,
+    RANK_ORIGINATE_GENERIC,
     Evidence,
     audio_evidence,
     best,
@@ -105,6 +106,7 @@ class _Expected:
     call_id: str
     tags: dict[str, str]
     dial: str | None
+    sent: float = 0.0
     bound: Call | None = None
 
 
@@ -158,7 +160,8 @@ class Registry:
         self._bridges: dict[str, _Bridge] = {}
         self._expected: OrderedDict[str, _Expected] = OrderedDict()
         self._aliases: dict[str, str] = {}
-        self._responded: OrderedDict[str, None] = OrderedDict()  # OriginateResponse ActionIDs
+        # ActionIDs whose OriginateResponse was handled (or given up on at a resync): their call
+        self._responded: OrderedDict[str, Call | None] = OrderedDict()
         self._pending_tags: OrderedDict[str, dict[str, str]] = OrderedDict()
         # Channels that are gone (uniqueid -> the call they belonged to, or None): late or
         # replayed events about them must not bring them back.
@@ -218,7 +221,7 @@ class Registry:
         arrives (an alias if the call was already announced under another id).
         """
         cid = self._new_id()
-        self._expected[action_id] = _Expected(cid, dict(tags or {}), channel)
+        self._expected[action_id] = _Expected(cid, dict(tags or {}), channel, self.clock())
         while len(self._expected) > self._memory_size:
             self._expected.popitem(last=False)
         return cid
@@ -685,12 +688,16 @@ class Registry:
             if ch.role is ChannelRole.UNKNOWN:  # another party of a linked call: an agent leg
                 ch.role = ChannelRole.AGENT
             if not known and not call.confirmed:
+                if ch.role is ChannelRole.CUSTOMER and self._bind_expected_by_channel(call, ch):
+                    ch.originated = True  # ours, created while we were away
+                    call.direction = "outbound"
                 self._confirm(call)
             self._announce(call, ch)
             self._channel_state(call, ch, lc.state, f"resync:{proto} state={lc.state}")
         for bid, members in bridges.items():
             self._bridges.setdefault(bid, _Bridge()).members |= members
             self._attach_bridge(bid)
+        self._lost_originates(live, cutoff)
         log.info("resync (%s): %d live channels, %d live calls", proto, len(live), len(self.calls))
 
     # ===================================================================== core: channels
@@ -1123,11 +1130,12 @@ class Registry:
         self._history.append(call)
 
     # ===================================================================== originate
-    def _bind_expected_by_channel(self, call: Call, ch: Channel) -> None:
+    def _bind_expected_by_channel(self, call: Call, ch: Channel) -> bool:
         for exp in self._expected.values():
             if exp.bound is None and exp.dial and ch.name.startswith(exp.dial + "-"):
                 self._bind(call, exp)
-                return
+                return True
+        return False
 
     def _bind(self, call: Call, exp: _Expected) -> None:
         exp.bound = call
@@ -1151,12 +1159,13 @@ class Registry:
         uniqueid: str,
         application: str,
     ) -> None:
+        now = self.clock()
+        ev = replace(originate_evidence(reason, now), channel=channel)
         if action_id and action_id in self._responded:
-            return  # a replayed response: already handled
-        if action_id:
-            self._responded[action_id] = None
-            while len(self._responded) > self._memory_size:
-                self._responded.popitem(last=False)
+            late = self._responded[action_id]  # replayed, or after a resync gave up on it
+            if late is not None:
+                late.add_evidence(ev)
+            return
         exp = self._expected.pop(action_id, None)
         spy = application.lower() in SPY_APPS
         call: Call | None = exp.bound if exp is not None else None
@@ -1164,14 +1173,13 @@ class Registry:
             call = self._by_uid.get(uniqueid) or self._gone.get(uniqueid)
         if call is None:
             call = self._match_dial_string(channel)
+        self._remember_response(action_id, None if spy else call)
         if spy:
             if call is not None and not call.confirmed:
                 call.spy = True
                 if not call.live_members():
                     self._end(call, "ami:OriginateResponse")
             return
-        now = self.clock()
-        ev = replace(originate_evidence(reason, now), channel=channel)
         if call is None:
             if success and uniqueid != UNKNOWN_UNIQUEID and channel:
                 found = self._ensure(uniqueid, channel, None, "")
@@ -1179,18 +1187,8 @@ class Registry:
             if call is None:
                 # No channel ever existed (e.g. an endpoint with no contact): the attempt is a
                 # call of its own that failed at once.
-                call = Call(id=exp.call_id if exp else self._new_id(), created=now)
-                call.direction = "outbound"
-                call.dial_string = channel
-                call.originate_seen = True
-                call.originate_action_id = action_id or None
-                if exp is not None:
-                    call.tags.update(exp.tags)
-                self._calls[call.id] = call
-                call.add_evidence(ev)
-                self._confirm(call)
-                self._settle(call, ev if not success else None)
-                self._end(call, ev.source)
+                call = self._channel_less(action_id, exp, channel, ev, settle=not success)
+                self._remember_response(action_id, call)
                 return
         call.originate_seen = True
         call.originate_action_id = action_id or None
@@ -1211,6 +1209,52 @@ class Registry:
             self._evidence(call, ev)
         else:
             call.add_evidence(ev)
+
+    def _remember_response(self, action_id: str, call: Call | None) -> None:
+        if action_id:
+            self._responded[action_id] = call
+            while len(self._responded) > self._memory_size:
+                self._responded.popitem(last=False)
+
+    def _channel_less(
+        self, action_id: str, exp: _Expected | None, dial: str, ev: Evidence, *, settle: bool
+    ) -> Call:
+        """An originate attempt that never had a channel: started, settled and ended at once."""
+        call = Call(id=exp.call_id if exp else self._new_id(), created=ev.at)
+        call.direction = "outbound"
+        call.dial_string = dial
+        call.originate_seen = True
+        call.originate_action_id = action_id or None
+        if exp is not None:
+            call.tags.update(exp.tags)
+            exp.bound = call
+        self._calls[call.id] = call
+        call.add_evidence(ev)
+        self._confirm(call)
+        self._settle(call, ev if settle else None)
+        self._end(call, ev.source)
+        return call
+
+    def _lost_originates(self, live: list[_Live], cutoff: float) -> None:
+        """Resync: our Originates whose response was lost in the outage and that have no live
+        channel are over; they end as ``failed`` (source says why) rather than vanish."""
+        for action_id, exp in list(self._expected.items()):
+            if exp.bound is not None or exp.dial is None or exp.sent >= cutoff:
+                continue
+            prefix = exp.dial + "-"
+            if any(lc.name.startswith(prefix) for lc in live):
+                continue
+            del self._expected[action_id]
+            ev = Evidence(
+                CallState.FAILED,
+                RANK_ORIGINATE_GENERIC,
+                "resync:no OriginateResponse and no live channel",
+                self.clock(),
+                exp.dial,
+            )
+            call = self._channel_less(action_id, exp, exp.dial, ev, settle=True)
+            call.originate_seen = False
+            self._remember_response(action_id, call)
 
     def _match_dial_string(self, dial: str) -> Call | None:
         """The oldest outbound call from the Originate ``Channel`` ``dial`` with no response yet."""
