@@ -30,6 +30,7 @@ def read(path: Path) -> tuple[np.ndarray, int, int]:
 async def test_mono_and_stereo_alignment(tmp_path: Path) -> None:
     rec = Recorder(RecordingSettings(directory=tmp_path, stereo=True))
     folder = rec.start_call("call/../1")
+    assert folder is not None
     assert folder.name == safe_name("call/../1") == "call_.._1"
     assert folder.parent.parent == tmp_path and safe_name("..") == "call"
     for i in range(120):  # customer: 2.4 s from t=100.0
@@ -83,3 +84,22 @@ def test_purge_expired_respects_retention(tmp_path: Path) -> None:
     assert not old.exists() and not old.parent.exists() and new.exists()
     assert purge_expired(tmp_path, 0, now=now + 1e9) == []  # 0 = keep forever
     assert purge_expired(tmp_path / "missing", 30) == []
+
+
+async def test_disabled_records_nothing_and_retention_runs_on_start(tmp_path: Path) -> None:
+    off = Recorder(RecordingSettings(directory=tmp_path, enabled=False))
+    assert off.start_call("x") is None
+    off.on_frame(frame("x", "customer", 0, 1, 0.0))
+    assert off.end_call("x") is None
+    await off.close()
+    stale = tmp_path / "2001-01-01" / "c"
+    stale.mkdir(parents=True)
+    os.utime(stale, (0, 0))
+    rec = Recorder(RecordingSettings(directory=tmp_path, retention_days=7))
+    await rec.start()
+    for _ in range(100):
+        if rec.purged:
+            break
+        await asyncio.sleep(0.01)
+    await rec.close()
+    assert rec.purged == 1 and not stale.exists()

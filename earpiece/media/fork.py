@@ -189,6 +189,7 @@ class MediaFork:
         ]
         if self.recorder is not None:
             self._unsubscribe.append(self.hub.subscribe(self.recorder.on_frame))
+            await self.recorder.start()
         if self.receiver is not None:
             await self.receiver.start()
 
@@ -202,6 +203,8 @@ class MediaFork:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for call_id in list(self._calls):
             await self.end_call(call_id)
+        if self.recorder is not None:
+            await self.recorder.close()
 
     # -- bus callbacks (sync; they only schedule) --------------------------------------------
 

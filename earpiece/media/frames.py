@@ -176,7 +176,12 @@ class PartyStream:
         if self.started_at is None:
             self.started_at = now
         if self.jitter.in_order(seq):  # the common case: no list, no dict
-            self._decoded(self._decode(payload), False)
+            lut = self._lut
+            if lut is not None and self._rest is None and len(payload) == self.frame_len:
+                self._conceal_run = 0
+                self._frame(lut.take(np.frombuffer(payload, dtype=np.uint8)), False)
+            else:
+                self._decoded(self._decode(payload), False)
             return
         for _, p in self.jitter.push(seq, payload, now):
             if p is None:
@@ -220,7 +225,7 @@ class PartyStream:
 
     def _decode(self, payload: bytes) -> npt.NDArray[np.int16]:
         if self._lut is not None:
-            return self._lut[np.frombuffer(payload, dtype=np.uint8)]
+            return self._lut.take(np.frombuffer(payload, dtype=np.uint8))
         n = len(payload) & ~1
         return np.frombuffer(payload[:n], dtype=self._dtype).astype(np.int16)
 
@@ -270,6 +275,18 @@ class PartyStream:
             return
         ts = index * FRAME_MS / 1000.0
         now = self.clock()
+        if len(subs) == 1 and subs[0].rate in (None, self.rate) and subs[0].party in (
+            None, self.party
+        ):  # one native-rate consumer: no bookkeeping
+            try:
+                subs[0].callback(
+                    AudioFrame(self.call_id, self.party, index, pcm, self.rate, ts, speech,
+                               concealed, now)
+                )
+            except Exception:
+                self.hub.subscriber_errors += 1
+                log.exception("frame subscriber failed")
+            return
         made: dict[int, AudioFrame] = {}
         for sub in subs:
             if sub.party is not None and sub.party != self.party:

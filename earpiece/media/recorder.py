@@ -11,6 +11,8 @@ Layout: ``<directory>/<YYYY-MM-DD>/<call_id>/{customer,agent,stereo}.wav``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import shutil
@@ -72,10 +74,33 @@ class Recorder:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
         self._day = time.strftime("%Y-%m-%d", time.gmtime(clock_wall))
         self.write_errors = 0
+        self.purged = 0
+        self._purge_task: asyncio.Task[None] | None = None
+
+    async def start(self, *, purge_every_s: float = 3600.0) -> None:
+        """Apply the retention setting now and then every ``purge_every_s`` (writer thread)."""
+        if self._purge_task is None:
+            self._purge_task = asyncio.create_task(self._purge_loop(purge_every_s),
+                                                   name="recordings-retention")
+
+    async def _purge_loop(self, every_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            removed = await loop.run_in_executor(
+                self._pool, purge_expired, Path(self.settings.directory),
+                self.settings.retention_days,
+            )
+            if removed:
+                self.purged += len(removed)
+                log.info("recordings retention: removed %d call folder(s)", len(removed))
+            await asyncio.sleep(every_s)
 
     # -- hub callback (event loop) -----------------------------------------------------------
 
-    def start_call(self, call_id: str) -> Path:
+    def start_call(self, call_id: str) -> Path | None:
+        """Start recording ``call_id`` (``None`` when recordings are disabled)."""
+        if not self.settings.enabled:
+            return None
         rec = self._calls.get(call_id)
         if rec is None:
             folder = Path(self.settings.directory) / self._day / safe_name(call_id)
@@ -113,8 +138,11 @@ class Recorder:
         return self._pool.submit(self._finish, rec)
 
     async def close(self) -> None:
-        import asyncio
-
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
+            self._purge_task = None
         futures = [f for f in (self.end_call(c) for c in list(self._calls)) if f is not None]
         for fut in futures:
             await asyncio.wrap_future(fut)
@@ -198,9 +226,7 @@ def purge_expired(directory: Path, retention_days: int, *, now: float | None = N
             if newest < cutoff:
                 shutil.rmtree(call, ignore_errors=True)
                 removed.append(call)
-        try:
+        with contextlib.suppress(OSError):
             if not any(day.iterdir()):
                 day.rmdir()
-        except OSError:
-            pass
     return removed

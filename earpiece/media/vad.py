@@ -19,6 +19,7 @@ speech. The pre-roll then moves a segment's start back over the onset those rule
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import log10
 
 import numpy as np
 import numpy.typing as npt
@@ -86,7 +87,9 @@ class VadSegmenter:
         s = self.settings
         self.frames += 1
         self._last_index = index
-        db = frame_dbfs(pcm)
+        x = pcm.astype(np.float32)
+        power = float(np.dot(x, x))
+        db = 10.0 * log10(power / (len(x) * _FULL_SCALE_SQ)) if power > 0.0 else -120.0
         voiced = False
         if db < s.silence_dbfs:
             self._silent_run += 1
