@@ -1,0 +1,431 @@
+"""Streaming speech recognition service: the async shell around :class:`AsrStream`.
+
+One shared model, ``workers`` decoding threads (CTranslate2 releases the GIL, so threads run
+decodes in parallel), and a scheduler that decides what a free worker decodes next:
+
+1. **Finals first.** Finished utterances wait in per-stream FIFO queues; a free worker takes
+   the head of the stream served least recently (round robin across calls, so one talkative
+   call cannot starve the others).
+2. **Partials only with spare capacity.** A partial is decoded only when no final waits, when
+   at least one other worker stays free for finals (with one worker: when it is idle), and
+   when the oldest final is not older than ``overload_lag_s``. The partial's audio is taken
+   from the stream at that moment (never queued, never stale), at most one per stream in
+   flight; streams are served round robin. Under overload partials are therefore the first
+   thing dropped (counted in :attr:`AsrMetrics.partials_skipped`).
+3. **Bounded.** At most ``max_pending_finals`` finals wait; beyond that the oldest final of the
+   stream with the most waiting ones is dropped and counted. Streams keep a bounded ring of
+   audio; latency samples are kept in a bounded window. Nothing grows with call length.
+
+Inputs (all synchronous, cheap, called on the event loop):
+
+* :meth:`AsrService.feed_frame` (audio; internal VAD by default, or the caller's ``speech``
+  flag) + :meth:`AsrService.end_of_speech` / :meth:`AsrService.segment`;
+* :meth:`AsrService.submit_segment` (a VAD segment with its audio);
+* :meth:`AsrService.attach_hub` (the media fork's :class:`~earpiece.media.frames.FrameHub`:
+  frames with their VAD verdict and closed segments).
+
+Outputs: :class:`~earpiece.events.Transcript` events on the bus (partial and final) and an
+optional ``on_hypothesis`` callback; :meth:`AsrService.metrics` for lag/drops/latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from earpiece.bus import EventBus
+from earpiece.events import Party, SpeechSegment, Transcript
+from earpiece.media.asr_filter import Verdict
+from earpiece.media.asr_runner import Runner
+from earpiece.media.asr_stream import (
+    AsrStream,
+    DecodeRequest,
+    DecodeResult,
+    Hypothesis,
+    StreamSettings,
+)
+
+if TYPE_CHECKING:
+    from earpiece.media.frames import AudioFrame, FrameHub
+    from earpiece.media.vad import Segment
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    workers: int = 2
+    language: str = "en"  # or "auto": detected once per speaker
+    internal_vad: bool = True  # feed_frame without a speech flag runs the stream's own VAD
+    segments_from_bus: bool = False  # close utterances on SpeechSegment events from the bus
+    max_pending_finals: int = 32
+    overload_lag_s: float = 1.0
+    latency_window: int = 2000
+    stream: StreamSettings = field(default_factory=StreamSettings)
+
+
+@dataclass(frozen=True)
+class AsrMetrics:
+    streams: int
+    workers: int
+    busy_workers: int
+    pending_finals: int
+    lag_s: float  # age of the oldest waiting final (0 when none waits)
+    max_lag_s: float
+    final_decodes: int
+    partial_decodes: int
+    finals_published: int
+    partials_published: int
+    dropped_finals: int
+    partials_skipped: int  # partials due but not decoded (overload or no spare worker)
+    filtered: dict[str, int]
+    final_latency_p50_s: float  # end-of-speech decision -> final published
+    final_latency_p95_s: float
+    decode_s: float  # worker seconds spent decoding
+    audio_s: float  # seconds of audio decoded by finals
+
+
+@dataclass
+class _StreamState:
+    stream: AsrStream
+    finals: deque[DecodeRequest] = field(default_factory=deque)
+    served: int = 0  # scheduler clock of the last final served
+    partial_served: int = 0
+    skipped_utterance: int = -1
+
+
+class AsrService:
+    """Shared-model, multi-worker streaming recognition for every (call, party)."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        bus: EventBus | None = None,
+        settings: ServiceSettings | None = None,
+        on_hypothesis: Callable[[Hypothesis], None] | None = None,
+    ) -> None:
+        self.runner = runner
+        self.bus = bus
+        self.settings = settings or ServiceSettings()
+        self.on_hypothesis = on_hypothesis
+        self._streams: dict[Key, _StreamState] = {}
+        self._closing: list[_StreamState] = []  # closed streams whose finals still wait
+        self._pending = 0
+        self._busy = 0
+        self._clock = 0
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._latencies: deque[float] = deque(maxlen=self.settings.latency_window)
+        self._max_lag = 0.0
+        self._counts: dict[str, int] = {
+            "final_decodes": 0, "partial_decodes": 0, "finals_published": 0,
+            "partials_published": 0, "dropped_finals": 0, "partials_skipped": 0,
+        }
+        self._filtered: dict[str, int] = {}
+        self._decode_s = 0.0
+        self._audio_s = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        n = max(1, self.settings.workers)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="asr")
+        self._tasks = [asyncio.create_task(self._worker(i), name=f"asr-worker-{i}")
+                       for i in range(n)]
+        if self.bus is not None and self.settings.segments_from_bus:
+            self._unsubscribe.append(self.bus.subscribe(SpeechSegment, self._on_bus_segment))
+
+    async def stop(self) -> None:
+        for unsub in self._unsubscribe:
+            unsub()
+        self._unsubscribe.clear()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def drain(self) -> None:
+        """Wait until no final waits and no decode runs."""
+        while self._pending or self._busy:
+            assert self._idle is not None
+            self._idle.clear()
+            await self._idle.wait()
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def open_stream(self, call_id: str, party: str, *, language: str | None = None,
+                    offset_s: float = 0.0, internal_vad: bool | None = None) -> AsrStream:
+        """Create (or return) the stream of (call, party); ``offset_s`` = stream start - call
+        start, added to every published time."""
+        key = (call_id, party)
+        st = self._streams.get(key)
+        if st is None:
+            stream = AsrStream(
+                call_id, party,
+                language=language or self.settings.language,
+                settings=self.settings.stream,
+                internal_vad=self.settings.internal_vad if internal_vad is None
+                else internal_vad,
+                offset_s=offset_s,
+            )
+            st = self._streams[key] = _StreamState(stream)
+        return st.stream
+
+    def feed_frame(self, call_id: str, party: str, frame: npt.NDArray[np.int16], rate: int,
+                   t_s: float, speech: bool | None = None) -> None:
+        """Audio of one party (8 or 16 kHz int16) starting at stream time ``t_s``.
+
+        With the internal VAD, utterances are found here; otherwise pass the caller's VAD
+        verdict as ``speech`` and close utterances with :meth:`end_of_speech`/:meth:`segment`.
+        """
+        st = self._streams.get((call_id, party))
+        if st is None:
+            self.open_stream(call_id, party, internal_vad=speech is None)
+            st = self._streams[(call_id, party)]
+        for req in st.stream.feed(frame, rate, t_s, speech):
+            self._enqueue_final(st, req)
+        if st.stream.in_speech and st.stream.wants_partial():
+            self._kick()
+
+    def end_of_speech(self, call_id: str, party: str, t_s: float | None = None) -> None:
+        st = self._streams.get((call_id, party))
+        if st is not None:
+            req = st.stream.end_of_speech(t_s)
+            if req is not None:
+                self._enqueue_final(st, req)
+
+    def segment(self, call_id: str, party: str, start_s: float, end_s: float) -> None:
+        """An external VAD closed the segment [start_s, end_s] (stream times)."""
+        st = self._streams.get((call_id, party))
+        if st is not None:
+            req = st.stream.segment(start_s, end_s)
+            if req is not None:
+                self._enqueue_final(st, req)
+
+    def submit_segment(self, call_id: str, party: str, audio: npt.NDArray[np.int16], rate: int,
+                       start_s: float, end_s: float, final: bool) -> None:
+        """A VAD segment with its audio: ``final=False`` while it grows (partials may follow),
+        ``final=True`` when it is complete (a final transcript follows)."""
+        st = self._streams.get((call_id, party))
+        if st is None:
+            self.open_stream(call_id, party, internal_vad=False)
+            st = self._streams[(call_id, party)]
+        st.stream.feed(audio, rate, start_s, speech=True)
+        if final:
+            self.segment(call_id, party, start_s, end_s)
+        elif st.stream.wants_partial():
+            self._kick()
+
+    def close_stream(self, call_id: str, party: str) -> None:
+        """The party's audio ended: finish its open utterance and forget the stream."""
+        st = self._streams.pop((call_id, party), None)
+        if st is not None:
+            req = st.stream.end_of_speech()
+            if req is not None:
+                self._enqueue_final(st, req)
+            if st.finals:
+                self._closing.append(st)
+
+    def close_call(self, call_id: str) -> None:
+        for key in [k for k in self._streams if k[0] == call_id]:
+            self.close_stream(*key)
+
+    def attach_hub(self, hub: FrameHub) -> Callable[[], None]:
+        """Take frames (with their VAD verdict) and closed segments from the media fork."""
+        def on_frame(frame: AudioFrame) -> None:
+            self.feed_frame(frame.call_id, frame.party, frame.pcm, frame.rate,
+                            frame.timestamp, speech=frame.speech)
+
+        def on_segment(call_id: str, party: Party, seg: Segment) -> None:
+            self.segment(call_id, party, seg.start_s, (seg.last_frame + 1) * 0.02)
+
+        unsubs = [hub.subscribe(on_frame), hub.subscribe_segments(on_segment)]
+
+        def detach() -> None:
+            for u in unsubs:
+                u()
+        return detach
+
+    def _on_bus_segment(self, ev: SpeechSegment) -> None:
+        self.segment(ev.call_id, ev.party, ev.start_s, ev.end_s)
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        if self._wake is not None and self._busy < max(1, self.settings.workers):
+            self._wake.set()
+
+    def _enqueue_final(self, st: _StreamState, req: DecodeRequest) -> None:
+        if self._pending >= self.settings.max_pending_finals:
+            victim = max(self._all_states(), key=lambda s: len(s.finals))
+            if victim.finals:
+                dropped = victim.finals.popleft()
+                self._pending -= 1
+                self._counts["dropped_finals"] += 1
+                log.warning("ASR overloaded: dropped a %.1f s final of %s/%s",
+                            dropped.duration_s, dropped.call_id, dropped.party)
+        st.finals.append(req)
+        self._pending += 1
+        if self._idle is not None:
+            self._idle.clear()
+        self._kick()
+
+    def _all_states(self) -> list[_StreamState]:
+        if self._closing:
+            self._closing = [s for s in self._closing if s.finals]
+        return [*self._streams.values(), *self._closing]
+
+    def lag_s(self) -> float:
+        now = time.monotonic()
+        oldest = min((s.finals[0].created for s in self._all_states() if s.finals),
+                     default=now)
+        return now - oldest
+
+    def _next_job(self) -> tuple[_StreamState, DecodeRequest] | None:
+        states = self._all_states()
+        waiting = [s for s in states if s.finals]
+        if waiting:
+            st = min(waiting, key=lambda s: (s.served, s.finals[0].created))
+            self._clock += 1
+            st.served = self._clock
+            self._pending -= 1
+            lag = time.monotonic() - st.finals[0].created
+            self._max_lag = max(self._max_lag, lag)
+            return st, st.finals.popleft()
+        workers = max(1, self.settings.workers)
+        spare = self._busy == 0 if workers == 1 else self._busy < workers - 1
+        due = [s for s in self._streams.values() if s.stream.wants_partial()]
+        if not due:
+            return None
+        if not spare or self.lag_s() > self.settings.overload_lag_s:
+            for s in due:
+                if s.skipped_utterance != s.stream.utterance:
+                    s.skipped_utterance = s.stream.utterance
+                    self._counts["partials_skipped"] += 1
+            return None
+        st = min(due, key=lambda s: s.partial_served)
+        req = st.stream.partial_request()
+        if req is None:
+            return None
+        self._clock += 1
+        st.partial_served = self._clock
+        return st, req
+
+    async def _worker(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None and self._idle is not None
+        while True:
+            job = self._next_job()
+            if job is None:
+                if not self._pending and not self._busy:
+                    self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            st, req = job
+            self._busy += 1
+            try:
+                result = await loop.run_in_executor(self._pool, self.runner.run, req)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ASR decode failed for %s/%s", req.call_id, req.party)
+                result = DecodeResult(req, None, Verdict(False, "", "error"))
+            finally:
+                self._busy -= 1
+            self._deliver(st, result)
+            if not self._pending and not self._busy:
+                self._idle.set()
+
+    def _deliver(self, st: _StreamState, result: DecodeResult) -> None:
+        req = result.request
+        self._decode_s += result.worker_s
+        if req.final:
+            self._counts["final_decodes"] += 1
+            self._audio_s += req.duration_s
+        else:
+            self._counts["partial_decodes"] += 1
+        if not result.verdict.accepted:
+            reason = result.verdict.reason or "rejected"
+            self._filtered[reason] = self._filtered.get(reason, 0) + 1
+        hyp = st.stream.on_result(result)
+        if req.final:
+            self._latencies.append(time.monotonic() - req.created)
+        if hyp is None:
+            if not st.stream.in_speech:
+                self._kick()
+            return
+        self._counts["finals_published" if hyp.final else "partials_published"] += 1
+        if self.on_hypothesis is not None:
+            try:
+                self.on_hypothesis(hyp)
+            except Exception:
+                log.exception("ASR hypothesis callback failed")
+        if self.bus is not None:
+            self.bus.publish(Transcript(
+                call_id=hyp.call_id, party=cast(Party, hyp.party), text=hyp.text,
+                final=hyp.final, start_s=hyp.start_s, end_s=hyp.end_s,
+                language=hyp.language, words=hyp.words,
+            ))
+        self._kick()
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def metrics(self) -> AsrMetrics:
+        lat = np.array(self._latencies, dtype=np.float64)
+        p50 = float(np.percentile(lat, 50)) if len(lat) else 0.0
+        p95 = float(np.percentile(lat, 95)) if len(lat) else 0.0
+        c = self._counts
+        return AsrMetrics(
+            streams=len(self._streams), workers=max(1, self.settings.workers),
+            busy_workers=self._busy, pending_finals=self._pending, lag_s=self.lag_s(),
+            max_lag_s=self._max_lag, final_decodes=c["final_decodes"],
+            partial_decodes=c["partial_decodes"], finals_published=c["finals_published"],
+            partials_published=c["partials_published"], dropped_finals=c["dropped_finals"],
+            partials_skipped=c["partials_skipped"], filtered=dict(self._filtered),
+            final_latency_p50_s=p50, final_latency_p95_s=p95, decode_s=self._decode_s,
+            audio_s=self._audio_s,
+        )
+
+
+def build_service(settings: Any = None, *, bus: EventBus | None = None,
+                  service: ServiceSettings | None = None,
+                  on_hypothesis: Callable[[Hypothesis], None] | None = None) -> AsrService:
+    """Load the configured Whisper model and return a service on it (blocking: call before
+    the event loop is busy, or in an executor)."""
+    from earpiece.media.asr_decoder import WhisperDecoder
+    from earpiece.media.asr_model import load_model
+    from earpiece.media.asr_runner import WhisperRunner
+    from earpiece.media.settings import AsrSettings
+
+    asr: AsrSettings = settings if settings is not None else AsrSettings()
+    loaded = load_model(asr)
+    svc = service or ServiceSettings(workers=asr.workers, language=asr.language)
+    return AsrService(WhisperRunner(WhisperDecoder(loaded)), bus=bus, settings=svc,
+                      on_hypothesis=on_hypothesis)
