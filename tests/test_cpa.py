@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from earpiece.media.cpa import CallProgressDetector, CpaOptions, analyze_audio
+from earpiece.media.cpa import LABELS, CallProgressDetector, CpaOptions, analyze_audio
 from earpiece.media.evalset import _music, bandpass, ulaw_roundtrip
 from earpiece.media.tones import synth_tone
 
@@ -189,3 +191,19 @@ def test_options_are_validated() -> None:
         CpaOptions(tone_plan="mars")
     with pytest.raises(ValueError):
         CpaOptions(human_silence_s=0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(-32768, 32767),
+                          st.integers(0, 32767)), min_size=1, max_size=60))
+@settings(max_examples=60, deadline=None)
+def test_detector_never_crashes_on_arbitrary_chunks(chunks: list[tuple[int, int, int]]) -> None:
+    rng = np.random.default_rng(len(chunks))
+    det = CallProgressDetector(CpaOptions(phase="pre_answer"))
+    for i, (n, offset, spread) in enumerate(chunks):
+        x = np.clip(offset + rng.normal(0, spread + 1, n), -32768, 32767).astype(np.int16)
+        r = det.feed(x)
+        assert r is None or r.label in LABELS
+        if i == len(chunks) // 2:
+            det.answer()
+    final = det.finish()
+    assert final.label in LABELS and 0.0 <= final.confidence <= 1.0
