@@ -63,8 +63,17 @@ def cpa_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]
     return "cpa", result.as_dict()
 
 
+def transcript_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]:
+    """Per-party transcript (faster-whisper, the streaming pipeline's filters)."""
+    if getattr(args, "no_transcript", False):
+        return "transcript", None
+    from earpiece.media.asr_file import transcript_analyser as run
+
+    return run(audio, args)
+
+
 #: Per-file analysers, run in order; each contributes one key to the file's JSON line.
-ANALYSERS: list[Analyser] = [cpa_analyser]
+ANALYSERS: list[Analyser] = [cpa_analyser, transcript_analyser]
 
 
 def analyse_file(path: str, args: argparse.Namespace,
@@ -85,6 +94,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="call-progress tone plans: us, cn, uk, eu (comma separated) or all")
     parser.add_argument("--pre-answer", action="store_true",
                         help="the audio is early media (before answer): tones only")
+    parser.add_argument("--no-transcript", action="store_true", help="skip speech recognition")
+    parser.add_argument("--asr-model", default=None,
+                        help='Whisper model: "base", "tiny.en" or a CTranslate2 directory')
+    parser.add_argument("--language", default=None, help='"en", "zh", ... or "auto"')
 
 
 def main(args: argparse.Namespace) -> int:
