@@ -1,4 +1,8 @@
-"""``earpiece analyze``: one JSON line per file, mono or stereo, analysers pluggable."""
+"""``earpiece analyze``: one JSON line per file, mono or stereo, analysers pluggable.
+
+Speech recognition (the ``transcript`` analyser) is switched off here: these tests are about
+the file handling and the ``cpa`` key; the ASR tests cover the transcript.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ def test_cli_json_lines_mono_and_stereo(tmp_path: Path,
     rng = np.random.default_rng(0)
     quiet = rng.normal(0, 3, _busy().size)
     stereo = _write(tmp_path / "stereo.wav", [quiet, _busy()])  # agent = channel 1
-    rc = cli_main(["analyze", "--json", str(mono), str(stereo)])
+    rc = cli_main(["analyze", "--json", "--no-transcript", str(mono), str(stereo)])
     assert rc == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["file"] for r in lines] == [str(mono), str(stereo)]
@@ -60,7 +64,7 @@ def test_cli_bad_file_reports_error_and_continues(tmp_path: Path,
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not a wav")
     good = _write(tmp_path / "good.wav", [_busy()])
-    rc = cli_main(["analyze", "--json", str(bad), str(good)])
+    rc = cli_main(["analyze", "--json", "--no-transcript", str(bad), str(good)])
     assert rc == 1
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert "error" in lines[0] and lines[1]["cpa"]["label"] == "busy"
@@ -75,8 +79,8 @@ def test_analysers_are_pluggable(tmp_path: Path) -> None:
     def length(audio: analyze.AudioInput, args: argparse.Namespace) -> tuple[str, float]:
         return "samples", float(audio.customer.size)
 
-    args = argparse.Namespace(tone_plan="us", pre_answer=True)
-    row = analyze.analyse_file(str(path), args, [*analyze.ANALYSERS, length])
+    args = argparse.Namespace(tone_plan="us", pre_answer=True, no_transcript=True)
+    row = analyze.analyse_file(str(path), args, [analyze.cpa_analyser, length])
     assert row["samples"] == wide.size
     assert row["cpa"]["label"] == "busy"
     assert row["cpa"]["evidence"]["phase"] == "pre_answer"
@@ -84,5 +88,5 @@ def test_analysers_are_pluggable(tmp_path: Path) -> None:
 
 def test_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path / "b.wav", [_busy()])
-    assert cli_main(["analyze", str(path)]) == 0
+    assert cli_main(["analyze", "--no-transcript", str(path)]) == 0
     assert "busy" in capsys.readouterr().out
