@@ -550,3 +550,52 @@ async def test_python_originate_and_sync_ami_originate() -> None:
                                    Context="dialer", Exten="agent", Priority="1")
         assert (resp.response, resp["Message"]) == ("Error", "Originate failed")
         await client.close()
+
+
+# --- Local channels (captures/ami/originate_*) ----------------------------------------------
+
+LOCAL_SCENARIO = {
+    "endpoints": [
+        {"name": "answer", "hangup_after_s": 1.7, "says": [{"wav": "hello-world", "at_s": 0.1}]},
+        {"name": "busy", "outcome": "busy"},
+        {"name": "congestion", "outcome": "congestion"},
+        {"name": "noanswer", "outcome": "noanswer"},
+    ],
+}
+
+
+@needs_captures
+@pytest.mark.parametrize(("capture", "fields", "reason", "causes"), [
+    ("originate_answer", {"Channel": "Local/answer@test", "CallerID": "Assist Fixture <1000>",
+                          "Timeout": "15000", "Variable": "FX_TAG=originate_answer"},
+     "4", ["16", "16"]),
+    ("originate_busy", {"Channel": "Local/busy@test"}, "5", ["0", "17"]),
+    ("originate_congestion", {"Channel": "Local/congestion@test"}, "8", ["0", "34"]),
+    ("originate_noanswer", {"Channel": "Local/noanswer@test", "Timeout": "600"}, "3",
+     ["19", "19"]),
+    ("originate_bad_exten", {"Channel": "Local/nosuchexten@test"}, "0", ["0", "0"]),
+])
+async def test_local_originate_matches_capture(capture: str, fields: dict[str, str],
+                                               reason: str, causes: list[str]) -> None:
+    async with Simulator(scenario(**LOCAL_SCENARIO, dialplan={})) as sim:
+        client = await AmiTestClient.connect(sim.ami_port)
+        await client.login()
+        ordered = {"Channel": fields["Channel"], "Application": "Wait", "Data": "10",
+                   **{k: v for k, v in fields.items() if k != "Channel"}, "Async": "true"}
+        await client.action("Originate", "orig-2", **ordered)
+        await client.wait(lambda m: m.event == "OriginateResponse", within=3)
+        await until(lambda: not sim.channels(), 3.0)
+        await asyncio.sleep(0.05)
+        start = next(i for i, m in enumerate(client.messages())
+                     if m.response == "Success" and m.action_id == "orig-2")
+        events = [m for m in client.messages()[start + 1:] if m.event is not None]
+        await client.close()
+    captured = capture_events(CAPTURES / "ami" / f"{capture}.jsonl")
+    assert_same_sequence(captured, events)
+    assert key_shapes(events) == key_shapes([m for _, m in captured])
+    orig = next(m for m in events if m.event == "OriginateResponse")
+    cap_orig = next(m for _, m in captured if m.event == "OriginateResponse")
+    assert [k for k, _ in orig.headers] == [k for k, _ in cap_orig.headers]
+    assert (orig["Response"], orig["Reason"]) == (cap_orig["Response"], reason)
+    hangups = sorted((m["Channel"][-1], m["Cause"]) for m in events if m.event == "Hangup")
+    assert [c for _, c in hangups] == causes

@@ -1073,80 +1073,190 @@ class Engine:
     # --- Local channels (ChanSpy whisper source, generic Local originates) ------------------
     async def _run_local(self, req: OriginateRequest, outcome: OriginateOutcome,
                          done: asyncio.Future[bool]) -> None:
+        """``Local/<exten>@<context>``: ``;2`` runs ``exten``, scripted by the endpoint of the
+        same name (answer: NoOp, Answer, Playback.., Hangup; busy: Busy(10); congestion:
+        Congestion(10); noanswer: Ringing, Wait(30)), or the built-in ``whisper_src``
+        (Answer, Wait(1), Playback(hello-world), Wait(0.5), Hangup). Event sequences follow
+        ``captures/ami/originate_*`` and ``pjsip/ami/whisper``."""
+        try:
+            await self._run_local_inner(req, outcome)
+        finally:
+            outcome.finished = True
+            if not done.done():
+                done.set_result(outcome.response == "Success")
+
+    async def _run_local_inner(self, req: OriginateRequest, outcome: OriginateOutcome) -> None:
         _, _, rest = req.channel.partition("/")
         exten, _, context = rest.partition("@")
-        n = next(self._local_seq)
-        base = f"Local/{exten}@{context}-{n:08x}"
+        base = f"Local/{exten}@{context}-{next(self._local_seq):08x}"
+        device = f"Local/{exten}@{context}"
         uid1 = self.new_uniqueid()
-        uid2 = self.new_uniqueid()
         one = Channel(id=uid1, name=f"{base};1", tech="Local", context=context, exten=exten,
-                      linkedid=uid1, role="local")
-        two = Channel(id=uid2, name=f"{base};2", tech="Local", context=context, exten=exten,
-                      linkedid=uid1, role="local")
-        ep = self.scenario.endpoint(exten)
-        known = exten == "whisper_src" or ep is not None
-        if not known:
-            await asyncio.sleep(0.0005)
-            self._originate_response(req, outcome, False, 0, None)
-            outcome.finished = True
-            done.set_result(False)
-            return
+                      linkedid=uid1, role="local", device=device)
+        two = Channel(id=self.new_uniqueid(), name=f"{base};2", tech="Local", state=4,
+                      context=context, exten=exten, linkedid=uid1, role="local",
+                      device=device)
         one.call = two.call = (one, two)
+        ep = self.scenario.endpoint(exten)
+        script = "whisper_src" if exten == "whisper_src" else (
+            "invalid" if ep is None or ep.offline else
+            {"decline": "busy", "sit": "busy", "unavailable": "noanswer"}.get(ep.outcome,
+                                                                               ep.outcome))
+        outcome.scripted = script if ep is None else outcome.scripted
+        await asyncio.sleep(0.0005)
         self._newchannel(one)
         self._newchannel(two)
-        self.ami("LocalBridge", "call", [*one.ami_block("LocalOne"), *two.ami_block("LocalTwo"),
-                                          ("Context", context), ("Exten", exten),
-                                          ("LocalOptimization", "No")])
         self._newexten(one, "AppDial2", "(Outgoing Line)")
-        for name, value in req.variables:
-            self.set_var(one, name, value)
-        if req.callerid_num or req.callerid_name:
-            one.caller_num, one.caller_name = req.callerid_num, req.callerid_name
-            one.connected_num, one.connected_name = req.callerid_num, req.callerid_name
-            self.ami("NewCallerid", "call", [*one.ami_block(), ("CID-CallingPres",
-                                             "0 (Presentation Allowed, Not Screened)")])
-        self._newstate(two, 4)
+        if script == "invalid":
+            self._hangup_final(two, 0)
+            self._hangup_final(one, 0)
+            self._originate_response(req, outcome, False, 0, None)
+            self._device_state(device, "INVALID")
+            self._device_state(device, "INVALID")
+            return
+        for half in (one, two):
+            for name, value in req.variables:
+                self.set_var(half, name, value)
+            if req.callerid_num or req.callerid_name:
+                half.caller_num, half.caller_name = req.callerid_num, req.callerid_name
+                if half is two:
+                    half.connected_num = req.callerid_num
+                    half.connected_name = req.callerid_name
+                self.ami("NewCallerid", "call", [*half.ami_block(), (
+                    "CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
+                half.connected_num, half.connected_name = req.callerid_num, req.callerid_name
+                self.ami("NewConnectedLine", "call", half.ami_block())
+        self.ami("LocalBridge", "call", [*one.ami_block("LocalOne"),
+                                          *two.ami_block("LocalTwo"),
+                                          ("Context", context), ("Exten", exten),
+                                          ("LocalOptimization", "Yes")])
+        dialstring = f"{exten}@{context}"
+        self._dial_event("DialBegin", one, None, None, dialstring)
+        self._newexten(two, "NoOp", f"{script} case")
+        two.priority = 2
+        timeout_s = req.timeout_ms / 1000.0
+        if script in ("busy", "congestion"):
+            app = "Busy" if script == "busy" else "Congestion"
+            self._newexten(two, app, "10")
+            if script == "busy":
+                self._newstate(two, 7)
+                self._dial_event("DialEnd", one, "BUSY", None, dialstring)
+            else:
+                self._dial_event("DialEnd", one, "CONGESTION", None, dialstring)
+                self._newstate(two, 7)
+                self._device_state(device, "INUSE")
+            outcome.dial_status = "BUSY" if script == "busy" else "CONGESTION"
+            self._hangup_request(two, 0)
+            if script == "busy":
+                self._hangup_request(two, 16, ami_event="SoftHangupRequest")
+                self._hangup_final(one, 0)
+                self._originate_response(req, outcome, False, 5, None)
+                self._hangup_final(two, 17)
+                outcome.hangup_cause = 17
+                for _ in range(3):
+                    self._device_state(device, "NOT_INUSE")
+            else:
+                self._hangup_final(one, 0)
+                self._hangup_request(two, 16, ami_event="SoftHangupRequest")
+                self._hangup_final(two, 34)
+                self._originate_response(req, outcome, False, 8, None)
+                outcome.hangup_cause = 34
+                for _ in range(2):
+                    self._device_state(device, "NOT_INUSE")
+            return
+        if script == "noanswer":
+            self._newexten(two, "Ringing", "")
+            self._newstate(one, RINGING)
+            two.priority = 3
+            self._newexten(two, "Wait", "30")
+            self._dial_event("DialState", one, "RINGING", None, dialstring)
+            self._device_state(device, "INUSE")
+            await asyncio.sleep(timeout_s)
+            if one.hungup:
+                return
+            self._hangup_request(two, 19)
+            self._originate_response(req, outcome, False, 3, None)
+            self._hangup_final(one, 19)
+            self._device_state(device, "NOT_INUSE")
+            self._hangup_request(two, 16, ami_event="SoftHangupRequest")
+            self._hangup_final(two, 19)
+            self._device_state(device, "NOT_INUSE")
+            outcome.hangup_cause = 19
+            return
+        # answered
         self._newexten(two, "Answer", "")
         self._newstate(two, UP)
         self._newstate(one, UP)
+        self._dial_event("DialEnd", one, "ANSWER", None, dialstring)
         outcome.dial_status = "ANSWER"
         self._originate_response(req, outcome, True, 4, one)
-        done.set_result(True)
-        if req.application:
-            self._run_application(one, req.application, req.data)
-        if exten == "whisper_src":
-            await self._whisper_src(req, one, two)
-        else:
-            assert ep is not None
-            self._place_says(two, ep.says, time.monotonic())
-            if ep.hangup_after_s > 0:
-                await asyncio.sleep(ep.hangup_after_s)
-                if not two.hungup:
-                    self._hangup_local(two, 16)
-        outcome.finished = True
-
-    async def _whisper_src(self, req: OriginateRequest, one: Channel, two: Channel) -> None:
-        """``whisper_src``: Answer, Wait(1), Playback(hello-world), Wait(0.5), Hangup; ``;1``
-        runs ``ChanSpy(<agent>,qwE)`` so the agent alone hears the prompt."""
+        self._device_state(device, "INUSE")
+        self._device_state(device, "INUSE")
+        if req.application.lower() == "stasis":
+            parts = req.data.split(",")
+            self.enter_stasis(one, parts[0], parts[1:], from_dialplan=True)
         spyee: Channel | None = None
         if req.application.lower() == "chanspy":
             prefix = req.data.split(",")[0]
             spyee = next((c for c in self._channels.values()
                           if c.name.startswith(prefix + "-") and not c.hungup), None)
-        await asyncio.sleep(0.1)
+        if script == "whisper_src":
+            says: tuple[Say, ...] = (Say("hello-world", 1.0),)
+            hangup_after = 1.0 + 1.40425 + 0.5
+        else:
+            assert ep is not None
+            says = ep.says
+            hangup_after = ep.hangup_after_s
+        t_answer = time.monotonic()
+        self.spawn(self._local_playbacks(one, two, says, t_answer, spyee))
         if spyee is not None:
-            self.ami("ChanSpyStart", "call", [*one.ami_block("Spyer"), *spyee.ami_block("Spyee")])
-        await asyncio.sleep(0.9)
-        two.priority = 3
-        self._newexten(two, "Playback", "hello-world")
-        pcm = audio.load_sound("hello-world")
-        if spyee is not None and not spyee.hungup:
-            spyee.whisper.add(self.sample_now(), pcm, "hello-world")
-            self.heard.append(HeardEntry(spyee.name, spyee.role, "hello-world", time.monotonic()))
-        await asyncio.sleep(len(pcm) / audio.SAMPLE_RATE + 0.5)
+            await asyncio.sleep(0.1)
+            if not one.hungup and not spyee.hungup:
+                self.ami("ChanSpyStart", "call", [*one.ami_block("Spyer"),
+                                                  *spyee.ami_block("Spyee")])
+        if hangup_after <= 0:
+            return
+        await asyncio.sleep(max(0.0, t_answer + hangup_after - time.monotonic()))
+        if two.hungup:
+            return
+        two.priority += 1
+        self._newexten(two, "Hangup", "")
         if spyee is not None:
-            self.ami("ChanSpyStop", "call", [*one.ami_block("Spyer"), *spyee.ami_block("Spyee")])
-        self._hangup_local(two, 16)
+            self.ami("ChanSpyStop", "call", [*one.ami_block("Spyer"),
+                                             *spyee.ami_block("Spyee")])
+        self._hangup_request(two, 16, ami_event="SoftHangupRequest")
+        self._hangup_request(one, 16)
+        self.leave_stasis(one)
+        self._hangup_final(one, 16)
+        self._hangup_final(two, 16)
+        self._device_state(device, "NOT_INUSE")
+        self._device_state(device, "NOT_INUSE")
+        outcome.hangup_cause = 16
+
+    async def _local_playbacks(self, one: Channel, two: Channel, says: tuple[Say, ...],
+                               t_answer: float, spyee: Channel | None) -> None:
+        """``;2`` plays its prompts; ``;1`` hears them, and a ChanSpy whisper on ``;1``
+        passes them to the spied-on channel's party only."""
+        for say in sorted(says, key=lambda s: s.at_s):
+            await asyncio.sleep(max(0.0, t_answer + say.at_s - time.monotonic()))
+            if two.hungup:
+                return
+            try:
+                pcm = audio.load_sound(say.wav)
+            except (audio.SoundNotFoundError, ValueError) as exc:
+                log.warning("scenario prompt skipped: %s", exc)
+                continue
+            two.priority += 1
+            self._newexten(two, "Playback", say.wav)
+            now = self.sample_now()
+            two.voice.add(now, pcm, say.wav)
+            if spyee is not None and not spyee.hungup:
+                spyee.whisper.add(now, pcm, say.wav)
+                self.heard.append(HeardEntry(spyee.name, spyee.role, say.wav, time.monotonic()))
+            await asyncio.sleep(len(pcm) / audio.SAMPLE_RATE)
+            if two.hungup:
+                return
+            self.set_var(two, "PLAYBACKSTATUS", "SUCCESS")
 
     def _hangup_local(self, ch: Channel, cause: int) -> None:
         pair = ch.call if isinstance(ch.call, tuple) else (ch,)
@@ -1162,6 +1272,9 @@ class Engine:
             if not half.hungup:
                 self._hangup_final(half, cause)
                 self._snoops_hungup(half)
+        if pair:
+            for _ in pair:
+                self._device_state(pair[0].device, "NOT_INUSE")
 
     # --- dialer ----------------------------------------------------------------------------
     async def _run_dialer(self) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from earpiece.sim.audio import Pcm
 
-STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}
+STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up", 7: "Busy"}
 DOWN, RING, RINGING, UP = 0, 4, 5, 6
 
 CAUSE_TXT = {
