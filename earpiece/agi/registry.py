@@ -26,7 +26,19 @@ from ever being announced as a call.
 
 Outcome: an answer settles it at once; failures are collected as ranked
 :class:`~earpiece.agi.outcome.Evidence` and settle when the customer channel is gone or the call
-ends (a PJSIP 603 sends ``DialEnd NOANSWER`` *and* cause 21: the cause wins).
+ends (a PJSIP 603 sends ``DialEnd NOANSWER`` *and* cause 21: the cause wins). Every piece of
+evidence is kept with its source; those that disagree with the outcome are listed as such.
+
+Roles: the customer is the originated channel (first dialplan step ``AppDial2``, or the
+Originate's own ``DialBegin`` that has only ``Dest*`` headers) or, inbound, the first channel;
+the agent is the destination of a Dial from the customer (or its Local half).
+
+Resync (:meth:`Registry.reconcile_ami` / :meth:`Registry.reconcile_ari`): known live channels
+keep their call, unknown ones make calls (state from the listing: ``Up`` = answered), known
+channels missing from the listing leave (``source="resync"``) and their calls end; our own
+Originates bound to channels created during the outage keep their reserved ids; ones whose
+response was lost and that have no live channel end as failed. Channels that are gone are
+remembered (bounded), so replayed or late events never bring a call back.
 """
 
 from __future__ import annotations
