@@ -122,9 +122,11 @@ def demo_settings(sim: Any, *, db: str) -> Any:
     cred = sim.scenario.credentials
     return Settings(
         ami=AmiSettings(host=sim.host, port=sim.ami_port, username=cred.ami_username,
-                        secret=Secret(cred.ami_secret)),
+                        secret=Secret(cred.ami_secret), reconnect_initial_s=0.2,
+                        reconnect_max_s=3.0),
         ari=AriSettings(url=sim.ari_url, username=cred.ari_username,
-                        password=Secret(cred.ari_password)),
+                        password=Secret(cred.ari_password), subscribe_all=True,
+                        reconnect_initial_s=0.2, reconnect_max_s=3.0),
         agi=AgiSettings(host="127.0.0.1", port=0),
         media=MediaSettings(bind_host="127.0.0.1", rtp_port_min=42000, rtp_port_max=42999),
         recordings=RecordingSettings(directory=Path(db).parent / "recordings"),
