@@ -171,7 +171,7 @@ class Registry:
         self._orphans: dict[str, Channel] = {}  # helper channels not attached to a call yet
         self._bridges: dict[str, _Bridge] = {}
         self._expected: OrderedDict[str, _Expected] = OrderedDict()
-        self._aliases: dict[str, str] = {}
+        self._aliases: OrderedDict[str, str] = OrderedDict()
         # ActionIDs whose OriginateResponse was handled (or given up on at a resync): their call
         self._responded: OrderedDict[str, Call | None] = OrderedDict()
         self._pending_tags: OrderedDict[str, dict[str, str]] = OrderedDict()
@@ -706,6 +706,9 @@ class Registry:
                 self._confirm(call)
             self._announce(call, ch)
             self._channel_state(call, ch, lc.state, f"resync:{proto} state={lc.state}")
+        for bridge in self._bridges.values():  # BridgeLeave/Destroy missed in the outage
+            bridge.members &= live_uids
+        self._bridges = {bid: b for bid, b in self._bridges.items() if b.members or bid in bridges}
         for bid, members in bridges.items():
             self._bridges.setdefault(bid, _Bridge()).members |= members
             self._attach_bridge(bid)
@@ -1149,6 +1152,12 @@ class Registry:
                 return True
         return False
 
+    def _alias(self, call: Call, alias: str) -> None:
+        call.aliases.add(alias)
+        self._aliases[alias] = call.id
+        while len(self._aliases) > self._memory_size:
+            self._aliases.popitem(last=False)
+
     def _bind(self, call: Call, exp: _Expected) -> None:
         exp.bound = call
         if call.id != exp.call_id:
@@ -1157,8 +1166,7 @@ class Registry:
                 call.id = exp.call_id
                 self._calls[call.id] = call
             else:
-                call.aliases.add(exp.call_id)
-                self._aliases[exp.call_id] = call.id
+                self._alias(call, exp.call_id)
         self._apply_tags(call, exp.tags)
 
     def _originate_response(
@@ -1210,9 +1218,8 @@ class Registry:
                 self._bind(call, exp)
             else:  # too late to announce: keep the id as an alias and the tags
                 exp.bound = call
-                call.aliases.add(exp.call_id)
-                self._aliases[exp.call_id] = call.id
                 call.tags.update(exp.tags)
+                self._alias(call, exp.call_id)
         if call.ended is None:
             call.direction = "outbound"
             if not call.confirmed and call.live_members():
