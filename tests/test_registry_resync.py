@@ -585,3 +585,24 @@ def test_resync_binds_our_originate_created_during_the_outage() -> None:
     (outcome,) = h.of(CallOutcome)
     assert (outcome.call_id, outcome.outcome) == (reserved, CallState.ANSWERED)
     assert outcome.source == "ami:OriginateResponse Reason=4"
+
+
+def test_audiosocket_dialled_from_a_call_is_its_helper() -> None:
+    h = Harness()
+    cust = {"Channel": "PJSIP/trunk-00000001", "Uniqueid": "6.1", "Linkedid": "6.1"}
+    sock = {"Channel": "AudioSocket/127.0.0.1:9092-1", "Uniqueid": "6.2", "Linkedid": "6.1"}
+    for msg in (
+        ev("Newchannel", **cust, ChannelStateDesc="Ring"),
+        ev("Newexten", **cust, ChannelStateDesc="Ring", Application="Answer"),
+        ev("Newstate", **cust, ChannelStateDesc="Up"),
+        ev("Newchannel", **sock, ChannelStateDesc="Down"),
+        ev("Newstate", **sock, ChannelStateDesc="Up"),
+        ev("Hangup", **sock, Cause="16"),
+        ev("Hangup", **cust, Cause="16"),
+    ):
+        h.registry.on_ami_event(msg)
+    _cid, outcome = single_call(h)
+    assert outcome.outcome is CallState.ANSWERED
+    r = {e.channel: e.role for e in h.of(ChannelJoined)}
+    assert r["AudioSocket/127.0.0.1:9092-1"] is ChannelRole.EXTERNAL_MEDIA
+    assert len(h.of(CallStarted)) == 1

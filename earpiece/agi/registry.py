@@ -758,6 +758,8 @@ class Registry:
             ch = Channel(uid, name, HELPER_TECHS[tech], now, state, last_seen=now)
             target_uid = snoop_target(name)
             target = self._by_uid.get(target_uid) if target_uid else None
+            if target is None and linkedid and linkedid != uid:  # e.g. Dial(AudioSocket/...)
+                target = self._by_linkedid.get(linkedid)
             self._orphans[uid] = ch
             self._by_name[name] = uid
             if target is not None:
