@@ -445,7 +445,7 @@ def test_encode_query_and_base_url() -> None:
     c1 = AriClient(settings_for("http://h:1/ari/"))
     c2 = AriClient(settings_for("http://h:1"))
     assert str(c1.url("/channels")) == str(c2.url("/channels")) == "http://h:1/ari/channels"
-    assert str(c2.events_url()) == "http://h:1/ari/events?app=assist&subscribeAll=false"
+    assert str(c2.events_url()) == "http://h:1/ari/events?app=assist&subscribeAll=true"
     c3 = AriClient(settings_for("http://h:1", subscribe_all=True))
     assert str(c3.events_url()).endswith("subscribeAll=true")
 
@@ -545,7 +545,7 @@ async def test_captured_events_arrive_typed_in_order(fake: FakeAri) -> None:
     op = swagger_op_for("GET", "/ari/events")
     assert op is not None and op.nickname == "eventWebsocket"
     for r in ws_requests:
-        assert r.target == "/ari/events?app=assist&subscribeAll=false"
+        assert r.target == "/ari/events?app=assist&subscribeAll=true"
         assert set(r.query) <= set(op.params)
         assert r.authorization == GOOD_AUTH
 

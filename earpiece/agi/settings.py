@@ -26,7 +26,7 @@ class AriSettings:
     username: str = "assist"
     password: Secret = field(default_factory=lambda: Secret(""))
     app: str = "assist"
-    subscribe_all: bool = False
+    subscribe_all: bool = True
     request_timeout_s: float = 10.0
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
