@@ -35,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -311,6 +311,7 @@ class AsrService:
         states = self._all_states()
         waiting = [s for s in states if s.finals]
         if waiting:
+            self._count_skipped(s for s in self._streams.values() if s.stream.wants_partial())
             st = min(waiting, key=lambda s: (s.served, s.finals[0].created))
             self._clock += 1
             st.served = self._clock
@@ -324,10 +325,7 @@ class AsrService:
         if not due:
             return None
         if not spare or self.lag_s() > self.settings.overload_lag_s:
-            for s in due:
-                if s.skipped_utterance != s.stream.utterance:
-                    s.skipped_utterance = s.stream.utterance
-                    self._counts["partials_skipped"] += 1
+            self._count_skipped(due)
             return None
         st = min(due, key=lambda s: s.partial_served)
         req = st.stream.partial_request()
@@ -336,6 +334,13 @@ class AsrService:
         self._clock += 1
         st.partial_served = self._clock
         return st, req
+
+    def _count_skipped(self, due: Iterable[_StreamState]) -> None:
+        """Count (once per utterance) partials that were due but yielded to finals/overload."""
+        for s in due:
+            if s.skipped_utterance != s.stream.utterance:
+                s.skipped_utterance = s.stream.utterance
+                self._counts["partials_skipped"] += 1
 
     async def _worker(self, index: int) -> None:
         loop = asyncio.get_running_loop()

@@ -125,10 +125,10 @@ class _Ring:
 
     def write(self, pcm: npt.NDArray[np.int16]) -> None:
         n = len(pcm)
-        if n >= self.capacity:
-            self.buf[:] = pcm[-self.capacity:]
-            self.total += n
-            return
+        if n > self.capacity:
+            self.total += n - self.capacity  # only the newest ``capacity`` samples are kept
+            pcm = pcm[-self.capacity:]
+            n = self.capacity
         pos = self.total % self.capacity
         first = min(n, self.capacity - pos)
         self.buf[pos: pos + first] = pcm[:first]
