@@ -186,7 +186,8 @@ async def run_dialer_call(sim: Simulator, endpoint: str, timeout_ms: int = 20000
     await asyncio.sleep(0.05)
     start = next(i for i, m in enumerate(client.messages())
                  if m.response == "Success" and m.action_id == "orig-2")
-    events = [m for m in client.messages()[start + 1:] if m.event is not None]
+    events = [m for m in client.messages()[start + 1:]
+              if m.event is not None and m.event not in NOISE]
     return client, events
 
 
@@ -446,6 +447,31 @@ def load_capture_msgs(name: str) -> list[tuple[float, AmiMessage]]:
     return out
 
 
+async def test_list_commands_and_rtcp_noise() -> None:
+    sc = scenario(endpoints=[
+        {"name": "agent1", "role": "agent", "ring_s": 0.05},
+        {"name": "cust1", "ring_s": 0.05, "hangup_after_s": 0.3},
+    ])
+    async with Simulator(sc) as sim:
+        client = await AmiTestClient.connect(sim.ami_port)
+        await client.login()
+        listing = await client.action("ListCommands", "lc-1")
+        for action in ("Originate", "Hangup", "CoreShowChannels", "SendText", "MessageSend"):
+            assert "(Priv: " in listing[action]
+        await client.action("Originate", "o-1", Channel="PJSIP/cust1", Context="dialer",
+                            Exten="agent", Priority="1", Async="true")
+        await client.wait(lambda m: m.event == "Hangup" and m["Channel"].startswith(
+            "PJSIP/cust1"))
+        rtcp = [m for m in client.events() if m.event in NOISE]
+        await client.close()
+    if CAPTURES.exists():
+        cap = [m for _, m in load_capture_msgs("../pjsip/ami/outbound_answered")
+               if m.event == "RTCPReceived" and m["PT"] == "201(RR)"]
+        ours = [m for m in rtcp if m["PT"] == "201(RR)"]
+        assert ours and [k for k, _ in ours[0].headers] == [k for k, _ in cap[0].headers]
+    assert {m["Channel"].split("-")[0] for m in rtcp} == {"PJSIP/cust1", "PJSIP/agent1"}
+
+
 async def test_message_send_and_send_text() -> None:
     async with Simulator(scenario()) as sim:
         client = await AmiTestClient.connect(sim.ami_port)
@@ -588,7 +614,8 @@ async def test_local_originate_matches_capture(capture: str, fields: dict[str, s
         await asyncio.sleep(0.05)
         start = next(i for i, m in enumerate(client.messages())
                      if m.response == "Success" and m.action_id == "orig-2")
-        events = [m for m in client.messages()[start + 1:] if m.event is not None]
+        events = [m for m in client.messages()[start + 1:]
+                  if m.event is not None and m.event not in NOISE]
         await client.close()
     captured = capture_events(CAPTURES / "ami" / f"{capture}.jsonl")
     assert_same_sequence(captured, events)

@@ -212,6 +212,7 @@ class AmiServer:
             "ping": _ping, "command": _command, "originate": _originate, "hangup": _hangup,
             "coreshowchannels": _core_show_channels, "messagesend": _message_send,
             "sendtext": _send_text, "events": _events, "getvar": _getvar, "setvar": _setvar,
+            "listcommands": _list_commands,
         }
         engine.ami_listeners.append(self._on_event)
 
@@ -273,6 +274,31 @@ class AmiServer:
 
 
 # --- action handlers -----------------------------------------------------------------------
+
+COMMANDS = (
+    ("WaitEvent", "Wait for an event to occur.", "<none>"),
+    ("Login", "Login Manager.", "<none>"),
+    ("Logoff", "Logoff Manager.", "<none>"),
+    ("Ping", "Keepalive command.", "<none>"),
+    ("Events", "Control Event Flow.", "<none>"),
+    ("ListCommands", "List available manager commands.", "<none>"),
+    ("Hangup", "Hangup channel.", "system,call,all"),
+    ("Getvar", "Gets a channel variable or function value.", "call,reporting,all"),
+    ("Setvar", "Sets a channel variable or function value.", "call,all"),
+    ("Originate", "Originate a call.", "originate,all"),
+    ("Command", "Execute Asterisk CLI Command.", "command,all"),
+    ("SendText", "Sends a text message to channel. A content type can be optionally "
+     "specified. If not set it is set to an empty string allowing a recipient channel driver "
+     "to use default handling.", "call,all"),
+    ("CoreShowChannels", "List currently active channels.", "system,reporting,all"),
+    ("MessageSend", "Send an out of call message to an endpoint.", "message,all"),
+)
+
+
+def _list_commands(s: AmiSession, msg: AmiMessage) -> None:
+    s.send(_response(msg, "Success", *[(name, f"{text}  (Priv: {priv})")
+                                       for name, text, priv in COMMANDS]))
+
 
 def _ping(s: AmiSession, msg: AmiMessage) -> None:
     s.send(_response(msg, "Success", ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}")))

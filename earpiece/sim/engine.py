@@ -493,6 +493,7 @@ class Engine:
             if at < timeout_s:
                 self._dial_event("DialState", ch, "PROGRESS", None, ep.name)
                 self._start_early_media(ch, early, ep)
+                self.start_rtcp(ch)
         final_at = t_invite + ep.ring_s
         deadline = call.dial_started + timeout_s
         if ep.outcome == "noanswer" or final_at >= deadline:
@@ -532,6 +533,7 @@ class Engine:
         self._newstate(ch, UP)
         self._dial_event("DialEnd", ch, "ANSWER", None, ep.name)
         outcome.dial_status = "ANSWER"
+        self.start_rtcp(ch)
         call.answered_at = time.monotonic()
         self._place_says(ch, ep.says, call.answered_at)
         dialer = (not req.application and req.context == self.scenario.dialplan.context
@@ -626,6 +628,7 @@ class Engine:
         self.set_var(cust, "DIALEDPEERNUMBER", agent_ep.name)
         self._dial_event("DialEnd", ag, "ANSWER", cust, agent_ep.name)
         self._device_state(ag.device, "INUSE")
+        self.start_rtcp(ag)
         bridge = Bridge(id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
                         bridge_class="basic", end_technology="native_rtp")
         self._bridges[bridge.id] = bridge
@@ -809,6 +812,46 @@ class Engine:
             self.set_var(ch, name, value)
             if bridged is not None and not bridged.hungup:
                 self.set_var(bridged, f"{name}BRIDGED", value)
+
+    # --- RTCP noise --------------------------------------------------------------------------
+    def start_rtcp(self, ch: Channel) -> None:
+        """PJSIP channels report RTCP on AMI (``RTCPReceived``/``RTCPSent``) once media flows:
+        a receiver report at once, then sender reports every 5 s, as in the pjsip captures."""
+        if ch.tech == "PJSIP" and not ch.rtcp:
+            ch.rtcp = True
+            self.spawn(self._rtcp_loop(ch))
+
+    def _rtcp(self, ch: Channel, event: str, sr: bool, t0: float, ssrc: int, them: int,
+              local: int, remote: int) -> None:
+        n = int((time.monotonic() - t0) * 50)
+        to, frm = (f"127.0.0.1:{remote}", f"127.0.0.1:{local}") if event == "RTCPSent" else \
+            (f"127.0.0.1:{local}", f"127.0.0.1:{remote}")
+        headers = [*ch.ami_block(), ("To", to), ("From", frm)]
+        if event == "RTCPReceived":
+            headers.append(("RTT", "0.0001"))
+        headers += [("MES", "88.1"), ("SSRC", f"0x{(ssrc if event == 'RTCPSent' else them):08x}"),
+                    ("PT", "200(SR)" if sr else "201(RR)"), ("ReportCount", "1")]
+        if sr:
+            headers += [("SentNTP", f"{time.time():.6f}"), ("SentRTP", str(n * 160)),
+                        ("SentPackets", str(n)), ("SentOctets", str(n * 160))]
+        headers += [("Report0SourceSSRC", f"0x{(them if event == 'RTCPSent' else ssrc):08x}"),
+                    ("Report0FractionLost", "0"), ("Report0CumulativeLost", "0"),
+                    ("Report0HighestSequence", str(n & 0xFFFF)),
+                    ("Report0SequenceNumberCycles", "0"), ("Report0IAJitter", "1"),
+                    ("Report0LSR", "0"), ("Report0DLSR", "0.0000")]
+        self.ami(event, "reporting", headers)
+
+    async def _rtcp_loop(self, ch: Channel) -> None:
+        t0 = time.monotonic()
+        ssrc, them = self.rng.getrandbits(32), self.rng.getrandbits(32)
+        local, remote = 30000 + 2 * self.rng.randrange(500), 42000 + 2 * self.rng.randrange(500)
+        self._rtcp(ch, "RTCPReceived", False, t0, ssrc, them, local, remote)
+        while not ch.hungup:
+            await asyncio.sleep(5.0)
+            if ch.hungup:
+                return
+            self._rtcp(ch, "RTCPReceived", True, t0, ssrc, them, local, remote)
+            self._rtcp(ch, "RTCPSent", True, t0, ssrc, them, local, remote)
 
     # --- audio -----------------------------------------------------------------------------
     def _place_says(self, ch: Channel, says: tuple[Say, ...], t0: float) -> None:

@@ -122,6 +122,7 @@ class Channel:
     external_host: str = ""
     local_port: int = 0
     call: Any = None  # the engine's call record
+    rtcp: bool = False  # RTCP reports running
 
     def __repr__(self) -> str:
         return f"Channel({self.name!r}, id={self.id!r}, state={self.state_desc})"
