@@ -58,6 +58,7 @@ class Service:
         self.agi: FastAgiServer | None = None
         self.media: Any = None  # earpiece.media.fork.MediaFork when media is on
         self.hub: Any = None  # earpiece.media.frames.FrameHub
+        self.cpa: Any = None  # earpiece.media.cpa_fork.CpaFork
         self.resyncs = {"ami": 0, "ari": 0}
         self._cleanups: list[Cleanup] = []
 
@@ -121,6 +122,25 @@ class Service:
                                recorder=recorder)
         await self.media.start()
         self._cleanups.append(self.media.stop)
+        if s.cpa.enabled:
+            self._start_cpa()
+
+    def _start_cpa(self) -> None:
+        """Call-progress / answering-machine detection on each customer's audio."""
+        from earpiece.media.cpa_fork import CpaFork, options_from_settings
+
+        cpa = CpaFork(self.bus, options=options_from_settings(self.settings.cpa),
+                      record_audio_verdict=self.registry.record_audio_verdict, offload=True,
+                      loop=asyncio.get_running_loop())
+        cpa.start()
+        unsubscribe = self.hub.subscribe(cpa.on_audio_frame, rate=8000, party="customer")
+
+        async def stop_cpa() -> None:
+            unsubscribe()
+            cpa.stop()
+
+        self._cleanups.append(stop_cpa)
+        self.cpa = cpa
 
     async def stop(self) -> None:
         """Stop every component in reverse start order; errors are logged, not raised."""
