@@ -141,8 +141,11 @@ def assemble_model(
         started = time.monotonic()
         for side in side_files:
             tmp_side = dest / f".{side.name}.tmp"
-            shutil.copyfile(side, tmp_side)
-            os.replace(tmp_side, dest / side.name)
+            try:
+                shutil.copyfile(side, tmp_side)
+                os.replace(tmp_side, dest / side.name)
+            finally:
+                tmp_side.unlink(missing_ok=True)
         tmp = dest / f".model.bin.{os.getpid()}.tmp"
         h = hashlib.sha256()
         try:
