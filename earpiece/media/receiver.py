@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 _FIXED = struct.Struct("!BBHII")
 TICK_S = 0.02
 READ_BATCH = 64
+EPOLL_ROUNDS = 32
 RECV_SIZE = 4096
 
 
@@ -143,6 +144,19 @@ class RtpPortProtocol(asyncio.DatagramProtocol):
                 return
             self.datagram_received(data, addr)
 
+    def read_one(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            data, addr = sock.recvfrom(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.error_received(exc)
+            return
+        self.datagram_received(data, addr)
+
     def close(self) -> None:
         sock, self.sock = self.sock, None
         if sock is not None:
@@ -249,10 +263,16 @@ class RtpReceiver:
         if ep is None:
             return
         by_fd = self._by_fd
-        for fd, _ev in ep.poll(0):
-            proto = by_fd.get(fd)
-            if proto is not None:
-                proto.read_ready()
+        # One datagram per ready port per round, rounds until nothing is ready (bounded, so
+        # other loop work is not starved): no failing recvfrom() per port, as a drain would do.
+        for _ in range(EPOLL_ROUNDS):
+            events = ep.poll(0)
+            if not events:
+                return
+            for fd, _ev in events:
+                proto = by_fd.get(fd)
+                if proto is not None:
+                    proto.read_one()
 
     # -- streams -----------------------------------------------------------------------------
 
