@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from earpiece.media.asr_decoder import DecodeOptions as Opts
 from earpiece.media.asr_decoder import DecodeOutput, compression_ratio, window_seconds
-from earpiece.media.asr_filter import is_tonal, judge, tonal_concentration
+from earpiece.media.asr_filter import (
+    is_noise,
+    is_tonal,
+    judge,
+    spectral_flatness,
+    tonal_concentration,
+)
 from earpiece.media.asr_metrics import (
     ErrorRate,
     edit_distance,
@@ -63,10 +69,12 @@ def test_no_speech_rule_and_floors() -> None:
     assert judge(out("Hello there.", ns=0.9, lp=-1.2)).reason == "no_speech"
     assert judge(out("Hello there.", ns=0.9, lp=-0.3)).accepted  # Whisper's own rule: both
     assert judge(out("Hello there.", ns=0.1, lp=-2.0)).reason == "low_logprob"
+    assert judge(out("I'm not sure if I can get the car.", ns=0.5, lp=-1.2)).reason == "doubtful"
     loop = "no more messages " * 20
     assert judge(out(loop)).reason == "compression_ratio"
     assert judge(out("")).reason == "empty"
     assert judge(out("건설")).reason == "wrong_script"
+    assert judge(out("T-t-t-t-t-t-t-t-")).reason == "repetition"
 
 
 def test_repeated_sentences_collapsed() -> None:
@@ -107,6 +115,25 @@ def test_noise_and_silence_are_not_tonal() -> None:
     rng = np.random.default_rng(0)
     assert not is_tonal(rng.normal(0, 0.1, 8000).astype(np.float32), 8000)
     assert not is_tonal(np.zeros(8000, dtype=np.float32), 8000)
+
+
+def test_dtmf_sequence_is_tonal() -> None:
+    digits = [(697, 1209), (770, 1336), (852, 1477), (941, 1477), (941, 1336)]
+    seq = np.concatenate([np.concatenate([_tone(list(d), 0.1), np.zeros(800, np.float32)])
+                          for d in digits])
+    assert is_tonal(seq, 8000)
+
+
+@pytest.mark.parametrize("name", ["hello-world", "letters/x", "seconds", "letters/dash",
+                                  "tt-monkeys", "vm-review"])
+def test_speech_is_not_noise(name: str) -> None:
+    assert spectral_flatness(_read(name), 8000) < 0.2
+    assert not is_noise(_read(name), 8000)
+
+
+def test_white_noise_is_noise() -> None:
+    rng = np.random.default_rng(0)
+    assert is_noise(rng.normal(0, 0.05, 16000).astype(np.float32), 8000)
 
 
 def test_normalize_en() -> None:

@@ -91,7 +91,13 @@ class FilterSettings:
     weak_no_speech: float = 0.25
     weak_logprob: float = -0.7
     max_sentence_repeats: int = 2
-    tonal_concentration: float = 0.85  # spectrum share in 3 lines that makes a segment a tone
+    min_distinct_word_share: float = 0.25
+    tonal_concentration: float = 0.85  # frame energy share in 2 lines that makes a tone
+    noise_flatness: float = 0.35  # median spectral flatness that makes a segment noise
+    # Whisper's no-speech rule (0.6 and -1.0) misses hallucinations on white noise, which come
+    # out at no_speech ~0.5 and log-prob -0.9..-1.6; real speech sits below 0.3 / above -0.7.
+    doubtful_no_speech: float = 0.4
+    doubtful_logprob: float = -0.9
 
 
 @dataclass(frozen=True)
@@ -148,12 +154,17 @@ def judge(out: DecodeOutput, settings: FilterSettings | None = None) -> Verdict:
         return Verdict(False, "", "empty")
     if out.no_speech_prob > s.no_speech_threshold and out.avg_logprob < s.logprob_threshold:
         return Verdict(False, "", "no_speech")
+    if out.no_speech_prob > s.doubtful_no_speech and out.avg_logprob < s.doubtful_logprob:
+        return Verdict(False, "", "doubtful")
     if out.avg_logprob < s.hard_logprob_floor:
         return Verdict(False, "", "low_logprob")
     if out.compression_ratio > s.compression_ratio_threshold:
         return Verdict(False, "", "compression_ratio")
     if out.language == "en" and _FOREIGN_FOR_EN.search(text):
         return Verdict(False, "", "wrong_script")
+    words = normalize_phrase(text).split()
+    if len(words) >= 5 and len(set(words)) / len(words) <= s.min_distinct_word_share:
+        return Verdict(False, "", "repetition")  # "T-t-t-t-t-t", "la la la la la" on noise
     text, stripped = _strip_strong_tail(text)
     if not normalize_phrase(text):
         return Verdict(False, "", "blocklist")
@@ -165,43 +176,66 @@ def judge(out: DecodeOutput, settings: FilterSettings | None = None) -> Verdict:
     return Verdict(True, text, "stripped_blocklist" if stripped else "")
 
 
-def tonal_concentration(audio: npt.NDArray[np.float32], rate: int,
-                        frame_ms: int = 64, lines: int = 3,
-                        min_line_hz: float = 330.0) -> float:
-    """Share of the long-term spectrum of ``audio``'s loud part held by ``lines`` narrow lines
-    at or above ``min_line_hz``.
-
-    The power spectra of the loud frames (Hann window, ~16 Hz bins) are averaged; then the
-    ``lines`` strongest peaks, each +-1 bin, are taken greedily. Tones (DTMF's two lines,
-    dial/busy/ringback pairs, beeps, SIT) are steady, so their average spectrum stays a few
-    lines (> 0.9). Speech can also put most of its energy near its fundamental (recorded
-    prompts of a female voice hold ~60-70 % within 200-260 Hz), but a voice's fundamental lies
-    below ~300 Hz while every call-progress tone and DTMF line lies above 330 Hz, so only
-    lines from ``min_line_hz`` up count.
-    """
+def _loud_frames(audio: npt.NDArray[np.float32], rate: int,
+                 frame_ms: int) -> npt.NDArray[np.float64] | None:
+    """Power spectra (Hann window) of the frames within 20 dB of the loudest one."""
     n = int(rate * frame_ms / 1000)
     if len(audio) < 2 * n:
-        return 0.0
+        return None
     frames = len(audio) // n
     x = audio[: frames * n].reshape(frames, n).astype(np.float64)
     energy = (x * x).mean(axis=1)
     loud = energy > max(1e-7, float(energy.max()) * 0.01)
     if not loud.any():
+        return None
+    spec: npt.NDArray[np.float64] = np.abs(np.fft.rfft(x[loud] * np.hanning(n), axis=1)) ** 2
+    spec[:, :3] = 0.0  # DC and rumble
+    return spec
+
+
+def tonal_concentration(audio: npt.NDArray[np.float32], rate: int,
+                        frame_ms: int = 64, lines: int = 2,
+                        min_line_hz: float = 330.0) -> float:
+    """Median, over the loud frames of ``audio``, of the share of a frame's energy held by its
+    ``lines`` strongest narrow lines (+-1 bin of ~16 Hz) at or above ``min_line_hz``.
+
+    Tones are one or two steady lines per frame: DTMF digits (any sequence of them), dial,
+    ringback, busy, beeps and each segment of a SIT score > 0.9. Speech can put most of its
+    energy near its fundamental (recorded prompts of a female voice hold 60-70 % within
+    200-260 Hz), but a voice's fundamental lies below ~300 Hz while every call-progress tone
+    and DTMF line lies above 330 Hz; above that, voiced speech spreads over many harmonics and
+    formants, so only lines from ``min_line_hz`` up count.
+    """
+    spec = _loud_frames(audio, rate, frame_ms)
+    if spec is None:
         return 0.0
-    spec = (np.abs(np.fft.rfft(x[loud] * np.hanning(n), axis=1)) ** 2).mean(axis=0)
-    spec[:3] = 0.0  # DC and rumble
-    total = float(spec.sum())
-    if total <= 0.0:
-        return 0.0
+    n = (spec.shape[1] - 1) * 2
+    total = spec.sum(axis=1) + 1e-12
     rest = spec.copy()
-    rest[: int(min_line_hz * n / rate)] = 0.0
-    held = 0.0
+    rest[:, : int(min_line_hz * n / rate)] = 0.0
+    held = np.zeros(len(spec))
+    rows = np.arange(len(spec))
     for _ in range(lines):
-        k = int(np.argmax(rest))
-        lo, hi = max(0, k - 1), k + 2
-        held += float(rest[lo:hi].sum())
-        rest[lo:hi] = 0.0
-    return held / total
+        k = np.argmax(rest, axis=1)
+        for d in (-1, 0, 1):
+            idx = np.clip(k + d, 0, spec.shape[1] - 1)
+            held += rest[rows, idx]
+            rest[rows, idx] = 0.0
+    return float(np.median(held / total))
+
+
+def spectral_flatness(audio: npt.NDArray[np.float32], rate: int, frame_ms: int = 32,
+                      band: tuple[float, float] = (300.0, 3400.0)) -> float:
+    """Median Wiener entropy (geometric / arithmetic mean of the power spectrum) of the loud
+    frames, in the telephone band: ~0.5-0.6 for white noise, < 0.2 for speech."""
+    spec = _loud_frames(audio, rate, frame_ms)
+    if spec is None:
+        return 0.0
+    n = (spec.shape[1] - 1) * 2
+    lo, hi = int(band[0] * n / rate), int(band[1] * n / rate)
+    p = spec[:, lo:hi] + 1e-12
+    flat = np.exp(np.log(p).mean(axis=1)) / p.mean(axis=1)
+    return float(np.median(flat))
 
 
 def is_tonal(audio: npt.NDArray[np.float32], rate: int,
@@ -210,3 +244,11 @@ def is_tonal(audio: npt.NDArray[np.float32], rate: int,
     :func:`tonal_concentration`)."""
     s = settings or FilterSettings()
     return tonal_concentration(audio, rate) >= s.tonal_concentration
+
+
+def is_noise(audio: npt.NDArray[np.float32], rate: int,
+             settings: FilterSettings | None = None) -> bool:
+    """True when ``audio`` is broadband noise rather than speech (see
+    :func:`spectral_flatness`)."""
+    s = settings or FilterSettings()
+    return spectral_flatness(audio, rate) >= s.noise_flatness

@@ -1,6 +1,7 @@
 """The work done in a decoding worker thread for one :class:`DecodeRequest`.
 
-resample to 16 kHz (polyphase, ``scipy.signal.resample_poly``) -> tone/DTMF check -> Whisper
+resample to 16 kHz (polyphase, ``scipy.signal.resample_poly``) -> tone/DTMF and broadband
+noise checks -> Whisper
 decode -> filters (no-speech, log-prob, compression ratio, script, blocklist) -> simplified
 Chinese. Everything here is synchronous and CPU-bound; CTranslate2 releases the GIL.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from earpiece.media.asr_decoder import SAMPLE_RATE, DecodeOutput, WhisperDecoder
-from earpiece.media.asr_filter import FilterSettings, Verdict, is_tonal, judge
+from earpiece.media.asr_filter import FilterSettings, Verdict, is_noise, is_tonal, judge
 from earpiece.media.asr_stream import DecodeRequest, DecodeResult
 from earpiece.media.asr_zh import to_simplified
 
@@ -52,6 +53,9 @@ class WhisperRunner:
         x = to_16k_float(request.audio, request.rate)
         if is_tonal(x, SAMPLE_RATE, self.filters):
             return DecodeResult(request, None, Verdict(False, "", "tonal"),
+                                time.monotonic() - started)
+        if is_noise(x, SAMPLE_RATE, self.filters):
+            return DecodeResult(request, None, Verdict(False, "", "noise"),
                                 time.monotonic() - started)
         out = self.decoder.decode(
             x,
