@@ -65,6 +65,9 @@ class BenchResult:
     sender_late_p99_ms: float = 0.0
     rss_mb_per_call: float = 0.0
     rss_mb_total: float = 0.0
+    # Time the receiver was runnable but waiting for a CPU (Linux schedstat): when this is a
+    # large share of the run, lateness measures the machine's other load, not the media path.
+    receiver_runqueue_wait_s: float = 0.0
     cores: int = 0
     loadavg_1m: float = 0.0
 
@@ -264,10 +267,12 @@ async def run_bench(opts: BenchOptions) -> BenchResult:
     parent.send(t0)
     await asyncio.sleep(max(0.0, t0 - time.monotonic()))
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    rq0 = _runqueue_wait_s()
     w0 = time.monotonic()
     sender_report: dict[str, Any] = await loop.run_in_executor(None, parent.recv)
     await asyncio.sleep(opts.jitter_ms / 1000.0 + 0.1)  # let the last packets drain
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    rq1 = _runqueue_wait_s()
     log.info("receiver user %.2f s, system %.2f s", ru1.ru_utime - ru0.ru_utime,
              ru1.ru_stime - ru0.ru_stime)
     wall = time.monotonic() - w0
@@ -313,9 +318,24 @@ async def run_bench(opts: BenchOptions) -> BenchResult:
         sender_late_p99_ms=round(float(sender_report.get("late_p99_ms", 0.0)), 3),
         rss_mb_per_call=round((rss1 - rss0) / opts.calls, 4),
         rss_mb_total=round(rss1, 1),
+        receiver_runqueue_wait_s=round(rq1 - rq0, 3),
         cores=os.cpu_count() or 0,
         loadavg_1m=os.getloadavg()[0],
     )
+
+
+def _runqueue_wait_s() -> float:
+    """Seconds this process's threads spent runnable but not running (all threads)."""
+    total = 0
+    try:
+        import glob
+
+        for path in glob.glob(f"/proc/{os.getpid()}/task/*/schedstat"):
+            with open(path) as fh:
+                total += int(fh.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total / 1e9
 
 
 def _udp_rcvbuf_errors() -> int:
