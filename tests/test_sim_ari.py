@@ -557,3 +557,43 @@ async def test_rtp_faults(knob: str) -> None:
         assert len(ssrcs) == 1
     else:
         assert len(ssrcs) == 2 and {p[2] for p in sink.packets} == {legit}
+
+
+@needs_captures
+async def test_ari_originate_local_matches_capture() -> None:
+    items = [json.loads(line) for line in
+             (CAPTURES / "ari" / "originate_via_ari.jsonl").read_text().splitlines()]
+    cap_events = [i["event"] for i in items if i["kind"] == "event"]
+    cap_resp = json.loads(next(i for i in items if i["kind"] == "response"
+                               and i["method"] == "POST")["body"])
+    sc = Scenario.from_dict({"endpoints": [
+        {"name": "answer", "hangup_after_s": 2.0, "says": [{"wav": "hello-world",
+                                                             "at_s": 0.5}]}]})
+    async with Simulator(sc) as sim, aiohttp.ClientSession() as s:
+        ari = Ari(sim, s)
+        await ari.connect(subscribe_all=False)
+        async with s.post(sim.ari_url + "/ari/channels", headers=AUTH, params={
+                "endpoint": "Local/answer@test", "app": "assist", "appArgs": "dialed,by-ari",
+                "callerId": "Assist Fixture <1000>", "timeout": "30", "channelId": "fx-ova-1",
+                "otherChannelId": "fx-ova-2"},
+                json={"variables": {"FX_TAG": "originate_via_ari"}}) as r:
+            assert r.status == 200
+            resp = await r.json()
+        await ari.wait(lambda e: e["type"] == "ChannelDestroyed"
+                       and e["channel"]["id"] == "fx-ova-1", within=4)
+        await ari.close()
+        assert not sim.channels()
+    assert {k: v for k, v in resp.items() if k not in ("name", "creationtime")} == \
+        {k: v for k, v in cap_resp.items() if k not in ("name", "creationtime")}
+    ours = [(e["type"], e.get("channel", e.get("peer", {})).get("id")) for e in ari.events
+            if e["channel" if "channel" in e else "peer"]["id"] in ("fx-ova-1", "fx-ova-2")]
+    theirs = [(e["type"], e.get("channel", e.get("peer", {})).get("id")) for e in cap_events]
+    # up to StasisEnd the capture's events are a subsequence of ours (we also report ;1's
+    # own varsets); the teardown after it is the same set of events
+    cut_o = ours.index(("StasisEnd", "fx-ova-1")) + 1
+    cut_t = theirs.index(("StasisEnd", "fx-ova-1")) + 1
+    it = iter(ours[:cut_o])
+    assert all(ev in it for ev in theirs[:cut_t]), f"\ncapture: {theirs}\nsim:     {ours}"
+    assert sorted(ours[cut_o:]) == sorted(theirs[cut_t:])
+    start = next(e for e in ari.events if e["type"] == "StasisStart")
+    assert start["args"] == ["dialed", "by-ari"]

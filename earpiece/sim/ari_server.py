@@ -315,7 +315,10 @@ class AriServer:
             callerid_name=name, callerid_num=num, timeout_ms=timeout_s * 1000,
             variables=list(variables.items()), source="ari", app=app,
             app_args=[a for a in params.get("appArgs", "").split(",") if a],
-            channel_id=params.get("channelId", ""))
+            channel_id=params.get("channelId", ""),
+            other_channel_id=params.get("otherChannelId", ""))
+        if endpoint.lower().startswith("local/") and "@" in endpoint:
+            return json_response(self.engine.ari_originate_local(req).ari_json())
         ch = self.engine.ari_originate(req)
         if ch is None:
             return error(500, "Allocation failed")

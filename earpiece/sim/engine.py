@@ -74,6 +74,7 @@ class OriginateRequest:
     app: str = ""  # ARI originate: Stasis app entered on answer
     app_args: list[str] = field(default_factory=list)
     channel_id: str = ""
+    other_channel_id: str = ""
     is_async: bool = True  # a synchronous AMI Originate gets no OriginateResponse event
 
 
@@ -409,7 +410,7 @@ class Engine:
         headers += [("Reason", str(reason)), ("Uniqueid", outcome.uniqueid),
                     ("CallerIDNum", req.callerid_num or "<unknown>"),
                     ("CallerIDName", req.callerid_name or "<unknown>")]
-        if req.is_async:
+        if req.is_async and req.source != "ari":
             self.ami("OriginateResponse", "call", headers)
 
     async def _originate_failed_at_once(self, req: OriginateRequest, outcome: OriginateOutcome,
@@ -1115,41 +1116,73 @@ class Engine:
 
     # --- Local channels (ChanSpy whisper source, generic Local originates) ------------------
     async def _run_local(self, req: OriginateRequest, outcome: OriginateOutcome,
-                         done: asyncio.Future[bool]) -> None:
+                         done: asyncio.Future[bool],
+                         pair: tuple[Channel, Channel] | None = None) -> None:
         """``Local/<exten>@<context>``: ``;2`` runs ``exten``, scripted by the endpoint of the
         same name (answer: NoOp, Answer, Playback.., Hangup; busy: Busy(10); congestion:
         Congestion(10); noanswer: Ringing, Wait(30)), or the built-in ``whisper_src``
         (Answer, Wait(1), Playback(hello-world), Wait(0.5), Hangup). Event sequences follow
         ``captures/ami/originate_*`` and ``pjsip/ami/whisper``."""
         try:
-            await self._run_local_inner(req, outcome)
+            await self._run_local_inner(req, outcome, pair)
         finally:
             outcome.finished = True
             if not done.done():
                 done.set_result(outcome.response == "Success")
 
-    async def _run_local_inner(self, req: OriginateRequest, outcome: OriginateOutcome) -> None:
+    def _local_pair(self, req: OriginateRequest) -> tuple[Channel, Channel]:
         _, _, rest = req.channel.partition("/")
         exten, _, context = rest.partition("@")
         base = f"Local/{exten}@{context}-{next(self._local_seq):08x}"
         device = f"Local/{exten}@{context}"
-        uid1 = self.new_uniqueid()
+        uid1 = req.channel_id or self.new_uniqueid()
         one = Channel(id=uid1, name=f"{base};1", tech="Local", context=context, exten=exten,
                       linkedid=uid1, role="local", device=device)
-        two = Channel(id=self.new_uniqueid(), name=f"{base};2", tech="Local", state=4,
-                      context=context, exten=exten, linkedid=uid1, role="local",
-                      device=device)
+        two = Channel(id=req.other_channel_id or self.new_uniqueid(), name=f"{base};2",
+                      tech="Local", state=4, context=context, exten=exten, linkedid=uid1,
+                      role="local", device=device)
         one.call = two.call = (one, two)
+        return one, two
+
+    def _local_created(self, one: Channel, two: Channel) -> None:
+        self._newchannel(one)
+        self._newchannel(two)
+        self._newexten(one, "AppDial2", "(Outgoing Line)")
+
+    def ari_originate_local(self, req: OriginateRequest) -> Channel:
+        """``POST /channels`` with ``endpoint=Local/<exten>@<context>``: returns ``;1``."""
+        outcome = OriginateOutcome(
+            action_id=None, dial_string=req.channel, endpoint=req.channel, scripted="",
+            answered_by="", source="ari", started=time.monotonic())
+        self.outcomes.append(outcome)
+        one, two = self._local_pair(req)
+        self._local_created(one, two)
+        for half in (one, two):  # subscribed once created: no ChannelCreated (as captured)
+            half.ari_apps.add(req.app)
+        if req.callerid_num or req.callerid_name:
+            one.caller_num, one.caller_name = req.callerid_num, req.callerid_name
+            one.connected_num, one.connected_name = req.callerid_num, req.callerid_name
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.spawn(self._run_local(req, outcome, done, (one, two)))
+        return one
+
+    async def _run_local_inner(self, req: OriginateRequest, outcome: OriginateOutcome,
+                               pair: tuple[Channel, Channel] | None) -> None:
+        if pair is None:
+            one, two = self._local_pair(req)
+        else:
+            one, two = pair
+        exten, context, device = one.exten, one.context, one.device
         ep = self.scenario.endpoint(exten)
         script = "whisper_src" if exten == "whisper_src" else (
             "invalid" if ep is None or ep.offline else
             {"decline": "busy", "sit": "busy", "unavailable": "noanswer"}.get(ep.outcome,
                                                                                ep.outcome))
-        outcome.scripted = script if ep is None else outcome.scripted
+        outcome.scripted = script if ep is None else ep.outcome
+        outcome.answered_by = ep.answered_by if ep is not None else ""
         await asyncio.sleep(0.0005)
-        self._newchannel(one)
-        self._newchannel(two)
-        self._newexten(one, "AppDial2", "(Outgoing Line)")
+        if pair is None:
+            self._local_created(one, two)
         if script == "invalid":
             self._hangup_final(two, 0)
             self._hangup_final(one, 0)
@@ -1167,8 +1200,12 @@ class Engine:
                     half.connected_name = req.callerid_name
                 self.ami("NewCallerid", "call", [*half.ami_block(), (
                     "CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
+                self._ari_ch("ChannelCallerId", half, before={
+                    "caller_presentation": 0,
+                    "caller_presentation_txt": "Presentation Allowed, Not Screened"})
                 half.connected_num, half.connected_name = req.callerid_num, req.callerid_name
                 self.ami("NewConnectedLine", "call", half.ami_block())
+                self._ari_ch("ChannelConnectedLine", half)
         self.ami("LocalBridge", "call", [*one.ami_block("LocalOne"),
                                           *two.ami_block("LocalTwo"),
                                           ("Context", context), ("Exten", exten),
@@ -1235,7 +1272,9 @@ class Engine:
         self._originate_response(req, outcome, True, 4, one)
         self._device_state(device, "INUSE")
         self._device_state(device, "INUSE")
-        if req.application.lower() == "stasis":
+        if req.app:
+            self.enter_stasis(one, req.app, req.app_args, from_dialplan=False)
+        elif req.application.lower() == "stasis":
             parts = req.data.split(",")
             self.enter_stasis(one, parts[0], parts[1:], from_dialplan=True)
         spyee: Channel | None = None
