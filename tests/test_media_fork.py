@@ -386,3 +386,22 @@ async def test_end_to_end_with_simulator_and_ari_client() -> None:
     assert best_match(cust, prompt(Y)).corr < 0.5
     assert best_match(agent, prompt(Y)).corr > 0.95
     assert best_match(agent, prompt(X)).corr < 0.5
+
+
+async def test_events_after_call_end_attach_nothing() -> None:
+    bus = EventBus()
+    hub = FrameHub(bus=bus)
+    settings = MediaSettings(rtp_port_min=0, rtp_port_max=0)
+    ari = FakeAri(says={"chan-cust": X, "chan-agent": Y}, seconds=0.2)
+    fork = MediaFork(bus=bus, ari=ari, settings=settings, app="earpiece", hub=hub,
+                     receiver=RtpReceiver(settings, hub))
+    await fork.start()
+    try:
+        bus.publish(CallEnded(call_id="late", outcome=CallState.ANSWERED))
+        call_events(bus, "late")  # stale events arriving after the end
+        assert await fork.attach("late", "customer", "chan-cust") is None
+        await asyncio.sleep(0.05)
+        assert fork.legs() == [] and ari.live() == [] and ari.calls == []
+    finally:
+        await fork.stop()
+        ari.close()

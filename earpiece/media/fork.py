@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid as uuidlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -52,6 +53,8 @@ from earpiece.media.recorder import Recorder
 from earpiece.media.settings import MediaSettings
 
 log = logging.getLogger(__name__)
+
+ENDED_MEMORY = 10_000
 
 ROLE_PARTY: dict[ChannelRole, Party] = {
     ChannelRole.CUSTOMER: "customer",
@@ -170,6 +173,8 @@ class MediaFork:
         self.id_prefix = id_prefix
         self.stats = ForkStats()
         self._calls: dict[str, _CallMedia] = {}
+        # Calls already ended (bounded, oldest forgotten first): a late attach is refused.
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
         self._running = False
@@ -216,7 +221,7 @@ class MediaFork:
     def _call(self, call_id: str) -> _CallMedia:
         cm = self._calls.get(call_id)
         if cm is None:
-            cm = self._calls[call_id] = _CallMedia(call_id)
+            cm = self._calls[call_id] = _CallMedia(call_id, ended=call_id in self._ended)
         return cm
 
     def _on_joined(self, ev: ChannelJoined) -> None:
@@ -251,6 +256,8 @@ class MediaFork:
     def _on_ended(self, ev: CallEnded) -> None:
         if ev.call_id in self._calls:
             self._spawn(self.end_call(ev.call_id))
+        else:
+            self._ended[ev.call_id] = None
 
     # -- public operations -------------------------------------------------------------------
 
@@ -300,6 +307,9 @@ class MediaFork:
         cm = self._calls.get(call_id)
         if cm is None:
             return
+        self._ended[call_id] = None
+        while len(self._ended) > ENDED_MEMORY:
+            self._ended.popitem(last=False)
         async with cm.lock:
             cm.ended = True
             for party in list(cm.legs):
