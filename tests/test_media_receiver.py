@@ -76,6 +76,15 @@ def test_source_latching_when_not_announced() -> None:
     assert rx.drops.bad_source == 1 and len(out) == 1
 
 
+def test_wildcard_announced_host_checks_the_port_and_latches_the_host() -> None:
+    rx, p, out = make(source=("0.0.0.0", 40000))
+    p.datagram_received(pkt(1, tone_ulaw(0)), ("127.0.0.1", 40001))  # wrong port
+    p.datagram_received(pkt(1, tone_ulaw(0)), ("192.0.2.7", 40000))  # latched
+    p.datagram_received(pkt(2, tone_ulaw(1)), ("192.0.2.8", 40000))  # other host now
+    p.datagram_received(pkt(2, tone_ulaw(1)), ("192.0.2.7", 40000))
+    assert rx.drops.bad_source == 2 and [f.index for f in out] == [0, 1]
+
+
 def test_padding_and_extension_take_the_slow_path() -> None:
     from earpiece.media.rtp import RtpPacket
 

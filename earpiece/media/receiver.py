@@ -34,6 +34,9 @@ _FIXED = struct.Struct("!BBHII")
 TICK_S = 0.02
 READ_BATCH = 64
 EPOLL_ROUNDS = 32
+#: An announced source address that says "any interface": only its port can be checked; the
+#: host is learnt from the first packet from that port.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 RECV_SIZE = 4096
 
 
@@ -69,6 +72,7 @@ class _Binding:
     source: tuple[str, int] | None
     ssrc: int | None
     payload_types: frozenset[int]
+    source_port: int | None = None  # wildcard host announced: the port must still match
 
 
 @dataclass
@@ -93,6 +97,9 @@ class RtpPortProtocol(asyncio.DatagramProtocol):
             return
         src = (addr[0], addr[1])
         if b.source is None:
+            if b.source_port is not None and src[1] != b.source_port:
+                drops.bad_source += 1
+                return
             b.source = src  # type: ignore[assignment]
         elif src != b.source:
             drops.bad_source += 1
@@ -297,7 +304,11 @@ class RtpReceiver:
             call_id, party, codec, self.hub, vad=s.vad, jitter_depth=depth,
             jitter_wait_s=s.jitter_ms / 1000.0, clock=self.clock,
         )
-        proto.binding = _Binding(stream, source, ssrc, expected_payload_types(codec))
+        port_only: int | None = None
+        if source is not None and source[0] in WILDCARD_HOSTS:
+            port_only = source[1]
+            source = None
+        proto.binding = _Binding(stream, source, ssrc, expected_payload_types(codec), port_only)
         return stream
 
     def unregister(self, port: int) -> PartyStream | None:
