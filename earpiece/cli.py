@@ -24,6 +24,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "media": ("earpiece.media.bench_media", "RTP receive/jitter/decode/VAD throughput"),
     "amd": ("earpiece.media.bench_amd", "call-progress and answering-machine detection"),
     "asr": ("earpiece.media.bench_asr", "streaming speech recognition"),
+    "sim": ("earpiece.sim.bench_rtp", "PBX simulator RTP sender throughput"),
 }
 
 
