@@ -597,3 +597,31 @@ async def test_ari_originate_local_matches_capture() -> None:
     assert sorted(ours[cut_o:]) == sorted(theirs[cut_t:])
     start = next(e for e in ari.events if e["type"] == "StasisStart")
     assert start["args"] == ["dialed", "by-ari"]
+
+
+async def test_drop_connections_closes_event_sockets_and_keeps_calls() -> None:
+    async with Simulator(scenario(hangup_after_s=0)) as sim, aiohttp.ClientSession() as s:
+        ari = Ari(sim, s)
+        await ari.connect()
+        sim.originate(OriginateRequest(channel="PJSIP/cust1", context="dialer",
+                                       exten="agent"))
+        await ari.wait(lambda e: e["type"] == "ChannelEnteredBridge"
+                       and len(e["bridge"]["channels"]) == 2)
+        assert sim.drop_connections() == 1
+        for _ in range(100):
+            if ari.ws is not None and ari.ws.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert ari.ws is not None and ari.ws.closed
+        assert len(sim.channels()) == 2
+        again = Ari(sim, s)
+        await again.connect()
+        agent = next(c for c in sim.channels() if c.name.startswith("PJSIP/agent1"))
+        status, _ = await again.req("POST", f"/ari/channels/{agent.id}/snoop",
+                                    whisper="in", app="assist", snoopId="wi1")
+        assert status == 200
+        await again.req("POST", "/ari/channels/wi1/play", media="sound:beep")
+        await again.wait(lambda e: e["type"] == "PlaybackFinished")
+        assert [(h.role, h.media) for h in sim.heard] == [("customer", "sound:beep")]
+        await ari.close()
+        await again.close()

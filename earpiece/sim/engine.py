@@ -1107,9 +1107,18 @@ class Engine:
         now = self.sample_now()
         if target.tech == "Snoop":
             spied = target.snoop_target
-            if spied is not None and target.whisper_dir in ("out", "both"):
+            if spied is None or spied.hungup:
+                return
+            if target.whisper_dir in ("out", "both"):  # to the snooped party only
                 spied.whisper.add(now, pcm, label)
                 self.heard.append(HeardEntry(spied.name, spied.role, label, time.monotonic()))
+            if target.whisper_dir in ("in", "both"):  # as if the snooped party said it
+                spied.voice.add(now, pcm, label)
+                if spied.bridge is not None:
+                    for peer in spied.bridge.channels:
+                        if peer is not spied and peer.tech == "PJSIP":
+                            self.heard.append(HeardEntry(peer.name, peer.role, label,
+                                                         time.monotonic()))
             return
         target.played.add(now, pcm, label)
         self.heard.append(HeardEntry(target.name, target.role, label, time.monotonic()))
