@@ -625,3 +625,54 @@ async def test_drop_connections_closes_event_sockets_and_keeps_calls() -> None:
         assert [(h.role, h.media) for h in sim.heard] == [("customer", "sound:beep")]
         await ari.close()
         await again.close()
+
+
+@needs_captures
+async def test_early_media_sit_matches_capture_on_ami_and_rtp() -> None:
+    sc = scenario(outcome="sit", early_media="sit", early_media_after_s=0.3, ring_s=2.6,
+                  says=[])
+    cap_ami = []
+    for line in (CAPTURES / "pjsip" / "ami" / "early_media_sit.jsonl").read_text().splitlines():
+        item = json.loads(line)
+        if item["dir"] == "rx" and item["raw"].startswith("Event:"):
+            fields = dict(h.split(": ", 1) for h in item["raw"].strip().split("\r\n")
+                          if ": " in h)
+            chan = fields.get("Channel", fields.get("DestChannel", ""))
+            if chan.startswith("PJSIP/") or fields["Event"] == "OriginateResponse":
+                if fields["Event"] not in ("RTCPReceived", "RTCPSent", "VarSet"):
+                    cap_ami.append((fields["Event"], fields.get("DialStatus", ""),
+                                    fields.get("Cause", "")))
+    async with Simulator(sc) as sim, aiohttp.ClientSession() as s:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.ami_port)
+        writer.write(b"Action: Login\r\nUsername: assist\r\nSecret: assist\r\n\r\n")
+        ari = Ari(sim, s)
+        await ari.connect()
+        sink = RtpSink()
+        await media_call(sim, ari, sink, party="customer", spy="in")
+        await ari.wait(lambda e: e["type"] == "ChannelDestroyed"
+                       and e["channel"]["name"].startswith("PJSIP/cust1"), within=6)
+        raw = b""
+        while True:
+            try:
+                raw += await asyncio.wait_for(reader.read(1 << 20), 0.3)
+            except TimeoutError:
+                break
+        writer.close()
+        await sink.close()
+        await ari.close()
+    ours = []
+    for block in raw.decode().split("\r\n\r\n"):
+        fields = dict(h.split(": ", 1) for h in block.split("\r\n") if ": " in h)
+        chan = fields.get("Channel", fields.get("DestChannel", ""))
+        if "Event" in fields and (chan.startswith("PJSIP/")
+                                  or fields["Event"] == "OriginateResponse"):
+            if fields["Event"] not in ("RTCPReceived", "RTCPSent", "VarSet"):
+                ours.append((fields["Event"], fields.get("DialStatus", ""),
+                             fields.get("Cause", "")))
+    assert ours == cap_ami
+    pcm = np.concatenate([ulaw_decode(p[1][12:]) for p in sink.packets])
+    ann = load_sound("ss-noservice")
+    assert best_corr(pcm, ann) > 0.99
+    t = np.arange(len(pcm)) / 8000.0
+    for f in (913.8, 1370.6, 1776.7):
+        assert np.abs(np.dot(pcm.astype(np.float64), np.exp(-2j * np.pi * f * t))) > 1e6
