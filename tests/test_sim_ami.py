@@ -626,3 +626,29 @@ async def test_local_originate_matches_capture(capture: str, fields: dict[str, s
     assert (orig["Response"], orig["Reason"]) == (cap_orig["Response"], reason)
     hangups = sorted((m["Channel"][-1], m["Cause"]) for m in events if m.event == "Hangup")
     assert [c for _, c in hangups] == causes
+
+
+async def test_busy_agent_and_customer_hanging_up_while_agent_rings() -> None:
+    sc = scenario(endpoints=[
+        {"name": "agentbusy", "role": "agent", "outcome": "busy", "ring_s": 0.1},
+        {"name": "cust1", "ring_s": 0.05, "hangup_after_s": 2.0},
+    ], dialplan={"agents": ["agentbusy"]})
+    async with Simulator(sc) as sim:
+        client, events = await run_dialer_call(sim, "cust1")
+        await client.close()
+        assert not sim.channels() and not sim.bridges()
+    agent_end = [m for m in events if m.event == "DialEnd" and "Channel" in m]
+    assert [m["DialStatus"] for m in agent_end] == ["BUSY"]
+    assert [(m["Channel"].split("-")[0], m["Cause"]) for m in events if m.event == "Hangup"] \
+        == [("PJSIP/agentbusy", "17"), ("PJSIP/cust1", "16")]
+    assert sim.originated_outcomes[0].reason == 4
+    sc = scenario(endpoints=[
+        {"name": "agentslow", "role": "agent", "ring_s": 5.0},
+        {"name": "cust1", "ring_s": 0.05, "hangup_after_s": 0.3},
+    ], dialplan={"agents": ["agentslow"]})
+    async with Simulator(sc) as sim:
+        client, events = await run_dialer_call(sim, "cust1")
+        await client.close()
+        assert not sim.channels()
+    agent_end = [m for m in events if m.event == "DialEnd" and "Channel" in m]
+    assert [m["DialStatus"] for m in agent_end] == ["CANCEL"]

@@ -613,14 +613,18 @@ class Engine:
         self._device_state(ag.device, "RINGING")
         timeout = self.scenario.dialplan.dial_timeout_s
         answered = agent_ep.outcome == "answer" and agent_ep.ring_s < timeout
-        await asyncio.sleep(agent_ep.ring_s if answered else timeout)
+        refused = agent_ep.outcome in FAILURES and agent_ep.ring_s < timeout
+        await asyncio.sleep(agent_ep.ring_s if (answered or refused) else timeout)
         if cust.hungup or ag.hungup:
             return
         if not answered:
-            self._dial_event("DialEnd", ag, "NOANSWER", cust, agent_ep.name)
-            self._hangup_final(ag, 16)
+            cause, code, status = FAILURES[agent_ep.outcome] if refused else (19, None, "NOANSWER")
+            if refused:
+                self._hangup_request(ag, cause, code)
+            self._dial_event("DialEnd", ag, status, cust, agent_ep.name)
+            self._hangup_final(ag, cause, code)
             self._device_state(ag.device, "NOT_INUSE")
-            self.set_var(cust, "DIALSTATUS", "NOANSWER")
+            self.set_var(cust, "DIALSTATUS", status)
             await self._dialplan_after_dial(call)
             return
         self._newstate(ag, UP)
@@ -733,7 +737,9 @@ class Engine:
         if other is not None and not other.hungup:
             if other is ag:
                 # the customer hung up: the agent leg is hung up by Dial()
-                self._qos_vars(other, True)
+                if other.state != UP and cust is not None:
+                    self._dial_event("DialEnd", other, "CANCEL", cust, other.endpoint)
+                self._qos_vars(other, other.state == UP)
                 self._destroy_snoops_of(other)
                 self._hangup_final(other, cause)
                 self._snoops_hungup(other)
