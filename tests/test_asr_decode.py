@@ -197,3 +197,43 @@ async def test_event_loop_never_blocked_while_decoding(
         loop.set_debug(False)
     slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
     assert not slow, slow
+
+
+async def test_media_pipeline_to_bus_with_start_asr() -> None:
+    """RTP u-law payloads -> the media fork's PartyStream (jitter, VAD) -> FrameHub ->
+    start_asr -> Transcript events; the call's CallEnded closes its streams."""
+    from earpiece.events import CallEnded
+    from earpiece.media.asr_service import start_asr
+    from earpiece.media.frames import FrameHub, PartyStream
+    from earpiece.media.g711 import encode_ulaw
+
+    bus = EventBus()
+    q = bus.queue(Transcript)
+    hub = FrameHub(bus=bus)
+    stop = await start_asr(bus, hub, AsrSettings(model="tiny.en", device="cpu", workers=2))
+    try:
+        stream = PartyStream("call-7", "agent", "ulaw", hub, clock=lambda: 0.0)
+        pcm = pad(np.concatenate([read("auth-incorrect"), np.zeros(RATE, np.int16),
+                                  read("hello-world")]), after=1.5)
+        payload = encode_ulaw(pcm)
+        for seq, i in enumerate(range(0, len(payload) - 159, 160)):
+            stream.on_rtp(seq, payload[i: i + 160], 0.0)
+            if seq % 25 == 0:
+                await asyncio.sleep(0)
+        stream.close()
+        bus.publish(CallEnded(call_id="call-7", outcome=None))
+        finals: list[Transcript] = []
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(finals) < 2 and asyncio.get_running_loop().time() < deadline:
+            try:
+                ev = await asyncio.wait_for(q.get(), 1.0)
+            except TimeoutError:
+                continue
+            if ev.final:
+                finals.append(ev)
+        assert len(finals) == 2, finals
+        assert finals[0].party == "agent" and "password" in finals[0].text.lower()
+        assert "world" in finals[1].text.lower()
+        assert finals[1].start_s > finals[0].end_s
+    finally:
+        await stop()

@@ -5,7 +5,8 @@ decodes in parallel), and a scheduler that decides what a free worker decodes ne
 
 1. **Finals first.** Finished utterances wait in per-stream FIFO queues; a free worker takes
    the head of the stream served least recently (round robin across calls, so one talkative
-   call cannot starve the others).
+   call cannot starve the others); a stream has at most one final in flight, so each party's
+   finals are published in order.
 2. **Partials only with spare capacity.** A partial is decoded only when no final waits, when
    at least one other worker stays free for finals (with one worker: when it is idle), and
    when the oldest final is not older than ``overload_lag_s``. The partial's audio is taken
@@ -35,7 +36,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -104,6 +105,7 @@ class _StreamState:
     served: int = 0  # scheduler clock of the last final served
     partial_served: int = 0
     skipped_utterance: int = -1
+    final_in_flight: bool = False
 
 
 class AsrService:
@@ -309,7 +311,8 @@ class AsrService:
 
     def _next_job(self) -> tuple[_StreamState, DecodeRequest] | None:
         states = self._all_states()
-        waiting = [s for s in states if s.finals]
+        # one final per stream at a time, so a party's finals are published in order
+        waiting = [s for s in states if s.finals and not s.final_in_flight]
         if waiting:
             self._count_skipped(s for s in self._streams.values() if s.stream.wants_partial())
             st = min(waiting, key=lambda s: (s.served, s.finals[0].created))
@@ -318,6 +321,7 @@ class AsrService:
             self._pending -= 1
             lag = time.monotonic() - st.finals[0].created
             self._max_lag = max(self._max_lag, lag)
+            st.final_in_flight = True
             return st, st.finals.popleft()
         workers = max(1, self.settings.workers)
         spare = self._busy == 0 if workers == 1 else self._busy < workers - 1
@@ -372,6 +376,7 @@ class AsrService:
         req = result.request
         self._decode_s += result.worker_s
         if req.final:
+            st.final_in_flight = False
             self._counts["final_decodes"] += 1
             self._audio_s += req.duration_s
         else:
@@ -434,3 +439,27 @@ def build_service(settings: Any = None, *, bus: EventBus | None = None,
     svc = service or ServiceSettings(workers=asr.workers, language=asr.language)
     return AsrService(WhisperRunner(WhisperDecoder(loaded)), bus=bus, settings=svc,
                       on_hypothesis=on_hypothesis)
+
+
+async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None) -> Callable[
+        [], Awaitable[None]]:
+    """Wire streaming recognition into a running service; returns an async ``stop``.
+
+    Loads the configured model in a thread (the loop stays free), starts the workers, takes
+    every party's frames (with the media VAD's verdicts) and closed segments from ``hub``,
+    publishes :class:`~earpiece.events.Transcript` events on ``bus``, and forgets a call's
+    streams on its :class:`~earpiece.events.CallEnded`.
+    """
+    from earpiece.events import CallEnded
+
+    svc = await asyncio.to_thread(build_service, settings, bus=bus)
+    await svc.start()
+    detach = svc.attach_hub(hub)
+    unsubscribe = bus.subscribe(CallEnded, lambda ev: svc.close_call(ev.call_id))
+
+    async def stop() -> None:
+        unsubscribe()
+        detach()
+        await svc.stop()
+
+    return stop

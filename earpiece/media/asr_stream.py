@@ -56,6 +56,7 @@ class StreamSettings:
     ring_s: float = 40.0  # audio kept per party (bounds memory)
     preroll_s: float = 0.2
     tail_s: float = 0.15  # audio kept after the last voiced frame in a final
+    abandon_after_s: float = 1.0  # external VAD: non-speech this long without a segment
     vad: VadSettings = field(default_factory=VadSettings)
 
     def __post_init__(self) -> None:
@@ -188,6 +189,7 @@ class AsrStream:
         self.utterance = 0
         self._utt_start: int | None = None  # sample number, None when not in speech
         self._utt_voiced = 0
+        self._unclosed = 0
         self._partial_in_flight = False
         self._last_partial_end = 0
         self._prev_words: list[str] = []
@@ -265,6 +267,16 @@ class AsrStream:
                 self._open(max(0, start - int(self.settings.preroll_s * self.rate)))
             if speech:
                 self._utt_voiced += len(pcm)
+                self._unclosed = 0
+            elif self._utt_start is not None:
+                # The external VAD went quiet without closing a segment (too short for it):
+                # give its segment callback a grace period, then abandon the utterance.
+                self._unclosed += len(pcm)
+                if self._unclosed > self.settings.abandon_after_s * self.rate:
+                    self._utt_start = None
+                    self._partial_in_flight = False
+                    self._unclosed = 0
+                    self.dropped_short += 1
             cut = self._maybe_cut()
             if cut is not None:
                 out.append(cut)
