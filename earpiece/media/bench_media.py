@@ -205,6 +205,19 @@ def _sender(conn: Any, host: str, ports: list[int], codec: str, seconds: float,
 # -- receiver ----------------------------------------------------------------------------------
 
 
+def _recv(conn: Any, proc: Any, timeout_s: float) -> Any:
+    """Receive from the sender, failing (not hanging) if it died or went silent."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not conn.poll(0.5):
+        if not proc.is_alive():
+            raise RuntimeError(f"benchmark sender exited with code {proc.exitcode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark sender did not answer")
+    return conn.recv()
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         pages = int(fh.read().split()[1])
@@ -241,7 +254,7 @@ async def run_bench(opts: BenchOptions) -> BenchResult:
     )
     proc.start()
     loop = asyncio.get_running_loop()
-    src_ports: list[int] = await loop.run_in_executor(None, parent.recv)
+    src_ports: list[int] = await loop.run_in_executor(None, _recv, parent, proc, 60.0)
     streams: dict[tuple[str, str], int] = {}
     for i, (port, sport) in enumerate(zip(ports, src_ports, strict=True)):
         call, party = divmod(i, 2)
@@ -269,7 +282,9 @@ async def run_bench(opts: BenchOptions) -> BenchResult:
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     rq0 = _runqueue_wait_s()
     w0 = time.monotonic()
-    sender_report: dict[str, Any] = await loop.run_in_executor(None, parent.recv)
+    sender_report: dict[str, Any] = await loop.run_in_executor(
+        None, _recv, parent, proc, opts.seconds + opts.warmup_s + 60.0
+    )
     await asyncio.sleep(opts.jitter_ms / 1000.0 + 0.1)  # let the last packets drain
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     rq1 = _runqueue_wait_s()
