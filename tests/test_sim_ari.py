@@ -262,7 +262,7 @@ async def test_customer_snoop_spy_in_rtp_matches_recorded_facts() -> None:
     assert all(b[3] - a[3] == 160 for a, b in itertools.pairwise(hdrs))
     assert len({h[4] for h in hdrs}) == 1
     # ~2.5 s of call (0.3 s ringing + 2.2 s answered) at 50 packets/s
-    assert 100 <= len(pkts) <= 140
+    assert 90 <= len(pkts) <= 150
     gaps = np.diff([p[0] for p in pkts])
     assert abs(float(np.median(gaps)) - 0.020) < 0.004
     # silence (0xFF) while ringing, then the customer's own voice: demo-congrats
@@ -335,17 +335,19 @@ async def test_early_media_ringback_reaches_spy_in_snoop_then_busy() -> None:
         (17, 486, "Down")
     assert sim.originated_outcomes[0].reason == 0
     pcm = np.concatenate([ulaw_decode(p[1][12:]) for p in sink.packets]).astype(np.float64)
-    t = np.arange(len(pcm)) / 8000
 
-    def tone_power(f: float, a: float, b: float) -> float:
-        seg = (t >= a) & (t < b)
-        x = pcm[seg]
-        ref = np.exp(-2j * np.pi * f * t[seg])
-        return float(np.abs(np.dot(x, ref)) / max(1, len(x)))
+    def power(f: float) -> np.ndarray[Any, Any]:  # per 50 ms window
+        n = len(pcm) // 400 * 400
+        win = pcm[:n].reshape(-1, 400)
+        ref = np.exp(-2j * np.pi * f * np.arange(400) / 8000)
+        return np.abs(win @ ref) / 400  # type: ignore[no-any-return]
 
-    # silence before the 183 (~0.4 s after the INVITE), 440 Hz + 480 Hz after it
-    assert tone_power(440, 0.0, 0.3) < 50 and tone_power(440, 0.8, 1.6) > 500
-    assert tone_power(480, 0.8, 1.6) > 500 and tone_power(1000, 0.8, 1.6) < 50
+    tone = (power(440) > 500) & (power(480) > 500)
+    on = np.flatnonzero(tone)
+    # silence until the 183, then 1.6 s of ringback (183 at 0.4 s, 486 at 2.0 s), no gaps
+    assert not tone[0] and len(on) > 0
+    assert 28 <= len(on) <= 33 and on[-1] - on[0] + 1 == len(on)
+    assert not (power(1000) > 50).any()
 
 
 async def test_whisper_reaches_the_agent_only() -> None:
