@@ -69,6 +69,7 @@ class EventSocket:
     ws: web.WebSocketResponse
     apps: list[str]
     subscribe_all: bool
+    transport: asyncio.BaseTransport | None = None
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     sent: int = 0
 
@@ -153,9 +154,8 @@ class AriServer:
         for sock in list(self.sockets):
             n += 1
             self.sockets.discard(sock)
-            transport = sock.ws._req.transport if sock.ws._req is not None else None
-            if transport is not None:
-                transport.abort()
+            if isinstance(sock.transport, asyncio.Transport):
+                sock.transport.abort()
             sock.queue.put_nowait(None)
         return n
 
@@ -533,7 +533,8 @@ class AriServer:
         await ws.prepare(request)
         subscribe_all = request.query.get("subscribeAll", "false").lower() in ("true", "1",
                                                                                "yes")
-        sock = EventSocket(ws=ws, apps=apps, subscribe_all=subscribe_all)
+        sock = EventSocket(ws=ws, apps=apps, subscribe_all=subscribe_all,
+                           transport=request.transport)
         self.sockets.add(sock)
         task = asyncio.current_task()
         if task is not None:
