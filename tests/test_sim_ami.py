@@ -652,3 +652,39 @@ async def test_busy_agent_and_customer_hanging_up_while_agent_rings() -> None:
         assert not sim.channels()
     agent_end = [m for m in events if m.event == "DialEnd" and "Channel" in m]
     assert [m["DialStatus"] for m in agent_end] == ["CANCEL"]
+
+
+async def test_garbage_from_clients_never_breaks_the_servers() -> None:
+    import random
+
+    rng = random.Random(1234)
+    blobs = [bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 300)))
+             for _ in range(60)]
+    blobs += [b"Action: Originate\r\nChannel: PJSIP/\r\nExten: x\r\nTimeout: abc\r\n\r\n",
+              b"Action: Originate\r\nChannel: Local/@\r\nApplication: Wait\r\n\r\n",
+              b"Action: Hangup\r\nChannel: \r\nCause: nope\r\n\r\n",
+              b"Action:\r\n\r\n", b"\r\n\r\n\r\n", b"Action: Ping\r\n" * 1000]
+    async with Simulator(scenario()) as sim:
+        client = await AmiTestClient.connect(sim.ami_port)
+        await client.login()
+        for blob in blobs:
+            client.writer.write(blob + b"\r\n\r\n")
+        pong = await client.action("Ping", "after-garbage")
+        assert pong["Ping"] == "Pong"
+        await client.close()
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s:
+            auth = {"Authorization": "Basic YXNzaXN0OmFzc2lzdA=="}
+            for path, params in [("/ari/channels", {"endpoint": "PJSIP/"}),
+                                 ("/ari/channels", {"endpoint": "Local/@", "app": "x"}),
+                                 ("/ari/channels/externalMedia",
+                                  {"app": "x", "external_host": "nohost", "format": "ulaw"}),
+                                 ("/ari/bridges/x/addChannel", {}),
+                                 ("/ari/channels/x/snoop", {"spy": "sideways", "app": "x"})]:
+                async with s.post(sim.ari_url + path, params=params, headers=auth,
+                                  data=b"\xff{not json") as r:
+                    assert r.status == 200 or 400 <= r.status < 600
+            async with s.get(sim.ari_url + "/ari/asterisk/ping", headers=auth) as r:
+                assert r.status == 200
+        await until(lambda: not sim.channels(), 2.0)  # the bogus Local/@ failed and is gone
