@@ -63,6 +63,7 @@ class BenchResult:
     spoofed_sent: int = 0
     spoofed_dropped: int = 0
     sender_late_p99_ms: float = 0.0
+    sender_cpu_util: float = 0.0
     rss_mb_per_call: float = 0.0
     rss_mb_total: float = 0.0
     # Time the receiver was runnable but waiting for a CPU (Linux schedstat): when this is a
@@ -194,8 +195,12 @@ def _sender(conn: Any, host: str, ports: list[int], codec: str, seconds: float,
                                        ssrcs[j] ^ 0x5A5A5A5A) + bytes(160)
                         socks[j].send(bad)
                     spoof_sent += 1
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     arr = np.array(late) if late else np.zeros(1)
     conn.send({"spoof_sent": spoof_sent, "sent": sent,
+               "cpu_util": (ru.ru_utime + ru.ru_stime) / max(time.monotonic() - t0, 1e-9),
                "late_p99_ms": float(np.percentile(arr, 99) * 1000) if late else 0.0})
     for s in socks:
         s.close()
@@ -331,6 +336,7 @@ async def run_bench(opts: BenchOptions) -> BenchResult:
         spoofed_sent=spoof_sent,
         spoofed_dropped=d.bad_source + d.bad_ssrc,
         sender_late_p99_ms=round(float(sender_report.get("late_p99_ms", 0.0)), 3),
+        sender_cpu_util=round(float(sender_report.get("cpu_util", 0.0)), 3),
         rss_mb_per_call=round((rss1 - rss0) / opts.calls, 4),
         rss_mb_total=round(rss1, 1),
         receiver_runqueue_wait_s=round(rq1 - rq0, 3),
