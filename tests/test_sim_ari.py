@@ -678,3 +678,45 @@ async def test_early_media_sit_matches_capture_on_ami_and_rtp() -> None:
     t = np.arange(len(pcm)) / 8000.0
     for f in (913.8, 1370.6, 1776.7):
         assert np.abs(np.dot(pcm.astype(np.float64), np.exp(-2j * np.pi * f * t))) > 1e6
+
+
+async def test_bridge_resources_and_misc_channel_operations() -> None:
+    async with Simulator(scenario(hangup_after_s=0)) as sim, aiohttp.ClientSession() as s:
+        ari = Ari(sim, s)
+        await ari.connect()
+        sink = RtpSink()
+        await media_call(sim, ari, sink, party="customer", spy="in")
+        status, bridges = await ari.req("GET", "/ari/bridges")
+        assert status == 200 and [b["id"] for b in bridges if b["id"] == "b1"] == ["b1"]
+        _, b1 = await ari.req("GET", "/ari/bridges/b1")
+        assert sorted(b1["channels"]) == ["em1", "sn1"]
+        cust = next(c for c in sim.channels() if c.name.startswith("PJSIP/cust1"))
+        # a channel outside Stasis cannot be bridged by the app
+        assert (await ari.req("POST", "/ari/bridges/b1/addChannel", channel=cust.id))[0] == 422
+        assert (await ari.req("POST", "/ari/bridges/b1/removeChannel",
+                              channel=cust.id))[0] == 422
+        assert (await ari.req("POST", "/ari/bridges/b1/removeChannel", channel="sn1"))[0] == 204
+        await ari.wait(lambda e: e["type"] == "ChannelLeftBridge" and e["channel"]["id"] == "sn1")
+        n = len(sink.packets)
+        await asyncio.sleep(0.2)
+        assert len(sink.packets) - n <= 1  # no bridge peer any more: the stream pauses
+        assert (await ari.req("POST", f"/ari/channels/{cust.id}/dtmf", dtmf="12#"))[0] == 204
+        assert (await ari.req("POST", f"/ari/channels/{cust.id}/answer"))[0] == 204
+        status, _ = await ari.req("POST", "/ari/channels/sn1/play", media="sound:demo-thanks",
+                                  playbackId="pb-x")
+        assert status == 201
+        await ari.wait(lambda e: e["type"] == "PlaybackStarted")
+        status, live = await ari.req("GET", "/ari/playbacks/pb-x")
+        assert status == 200 and live["state"] == "playing"
+        assert (await ari.req("DELETE", "/ari/bridges/b1"))[0] == 204
+        assert (await ari.req("GET", "/ari/bridges/b1"))[0] == 404
+        await ari.wait(lambda e: e["type"] == "BridgeDestroyed")
+        assert (await ari.req("DELETE", f"/ari/channels/{cust.id}"))[0] == 204
+        await ari.wait(lambda e: e["type"] == "ChannelDestroyed"
+                       and e["channel"]["id"] == cust.id)
+        # the snoop is gone with its target: DELETE gives 404 as recorded
+        assert (await ari.req("DELETE", "/ari/channels/sn1"))[0] == 404
+        assert (await ari.req("DELETE", "/ari/channels/em1"))[0] == 204
+        await sink.close()
+        await ari.close()
+        assert not sim.channels() and not sim.bridges()
