@@ -91,19 +91,20 @@ class RtpPortProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.datagrams += 1
         b = self.binding
-        drops = self.receiver.drops
         if b is None:
-            drops.no_stream += 1
+            self.receiver.drops.no_stream += 1
             return
-        src = (addr[0], addr[1])
-        if b.source is None:
-            if b.source_port is not None and src[1] != b.source_port:
-                drops.bad_source += 1
+        if addr != b.source:  # IPv4 addr is (host, port): the common case is one comparison
+            src = (addr[0], addr[1])
+            if b.source is None:
+                if b.source_port is not None and src[1] != b.source_port:
+                    self.receiver.drops.bad_source += 1
+                    return
+                b.source = src  # type: ignore[assignment]
+            elif src != b.source:
+                self.receiver.drops.bad_source += 1
                 return
-            b.source = src  # type: ignore[assignment]
-        elif src != b.source:
-            drops.bad_source += 1
-            return
+        drops = self.receiver.drops
         n = len(data)
         if n < 12 or data[0] & 0xC0 != 0x80:
             drops.malformed += 1
