@@ -318,7 +318,7 @@ class AriServer:
             channel_id=params.get("channelId", ""),
             other_channel_id=params.get("otherChannelId", ""))
         if endpoint.lower().startswith("local/") and "@" in endpoint:
-            return json_response(self.engine.ari_originate_local(req).ari_json())
+            return json_response(self.engine.local.ari_originate(req).ari_json())
         ch = self.engine.ari_originate(req)
         if ch is None:
             return error(500, "Allocation failed")

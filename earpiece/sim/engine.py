@@ -18,13 +18,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from earpiece.agi.ami_message import AmiMessage
 from earpiece.sim import audio
+from earpiece.sim.local_calls import LocalCalls
 from earpiece.sim.model import (
     CAUSE_TXT,
     RINGING,
@@ -32,6 +33,9 @@ from earpiece.sim.model import (
     AudioTrack,
     Bridge,
     Channel,
+    HeardEntry,
+    OriginateOutcome,
+    OriginateRequest,
     Playback,
     wall_ts,
 )
@@ -55,50 +59,6 @@ CHANNEL_LIMIT_VARS = ("DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWE
                       "PROGRESSTIME", "PROGRESSTIME_MS")
 
 
-@dataclass
-class OriginateRequest:
-    """An Originate as AMI (or the internal dialer) asks for it."""
-
-    channel: str
-    context: str = ""
-    exten: str = ""
-    priority: int = 1
-    application: str = ""
-    data: str = ""
-    callerid_name: str = ""
-    callerid_num: str = ""
-    timeout_ms: int = 30000
-    variables: list[tuple[str, str]] = field(default_factory=list)
-    action_id: str | None = None
-    source: str = "ami"
-    app: str = ""  # ARI originate: Stasis app entered on answer
-    app_args: list[str] = field(default_factory=list)
-    channel_id: str = ""
-    other_channel_id: str = ""
-    is_async: bool = True  # a synchronous AMI Originate gets no OriginateResponse event
-
-
-@dataclass
-class OriginateOutcome:
-    """What the scenario scripted for one originated call and what the engine made of it."""
-
-    action_id: str | None
-    dial_string: str
-    endpoint: str
-    scripted: str  # the endpoint's outcome (answer, busy, ... offline)
-    answered_by: str
-    source: str
-    started: float
-    response: str = ""  # Success | Failure ('' while pending)
-    reason: int | None = None
-    uniqueid: str = ""
-    channel: str = ""
-    dial_status: str = ""  # the originate's DialEnd status ('' when none was sent)
-    hangup_cause: int | None = None
-    agent_channel: str = ""
-    finished: bool = False
-
-
 @dataclass(eq=False)
 class Call:
     req: OriginateRequest
@@ -111,16 +71,6 @@ class Call:
     dial_started: float = 0.0
     hangup_task: asyncio.Task[None] | None = None
     ended: bool = False
-
-
-@dataclass
-class HeardEntry:
-    """A prompt injected for one party only (whisper), for tests: who heard what, when."""
-
-    channel: str
-    role: str
-    media: str
-    t: float
 
 
 class MediaHub:
@@ -164,6 +114,7 @@ class Engine:
         self.started_wall = time.time()
         self.device_states: dict[str, str] = {}
         self._stopping = False
+        self.local = LocalCalls(self)
 
     # --- clock -----------------------------------------------------------------------------
     def sample_now(self) -> int:
@@ -383,7 +334,7 @@ class Engine:
             started=time.monotonic())
         self.outcomes.append(outcome)
         if tech.lower() == "local":
-            self.spawn(self._run_local(req, outcome, done))
+            self.spawn(self.local.run(req, outcome, done))
             return done
         if ep is None or ep.offline:
             self.spawn(self._originate_failed_at_once(req, outcome, done))
@@ -692,7 +643,7 @@ class Engine:
             self._device_state(ch.device, "UNKNOWN")
             return
         if ch.tech == "Local":
-            self._hangup_local(ch, cause)
+            self.local.hangup(ch, cause)
             return
         if call is None:
             self._hangup_request(ch, cause, soft=soft)
@@ -1128,250 +1079,6 @@ class Engine:
             return
         target.played.add(now, pcm, label)
         self.heard.append(HeardEntry(target.name, target.role, label, time.monotonic()))
-
-    # --- Local channels (ChanSpy whisper source, generic Local originates) ------------------
-    async def _run_local(self, req: OriginateRequest, outcome: OriginateOutcome,
-                         done: asyncio.Future[bool],
-                         pair: tuple[Channel, Channel] | None = None) -> None:
-        """``Local/<exten>@<context>``: ``;2`` runs ``exten``, scripted by the endpoint of the
-        same name (answer: NoOp, Answer, Playback.., Hangup; busy: Busy(10); congestion:
-        Congestion(10); noanswer: Ringing, Wait(30)), or the built-in ``whisper_src``
-        (Answer, Wait(1), Playback(hello-world), Wait(0.5), Hangup). Event sequences follow
-        ``captures/ami/originate_*`` and ``pjsip/ami/whisper``."""
-        try:
-            await self._run_local_inner(req, outcome, pair)
-        finally:
-            outcome.finished = True
-            if not done.done():
-                done.set_result(outcome.response == "Success")
-
-    def _local_pair(self, req: OriginateRequest) -> tuple[Channel, Channel]:
-        _, _, rest = req.channel.partition("/")
-        exten, _, context = rest.partition("@")
-        base = f"Local/{exten}@{context}-{next(self._local_seq):08x}"
-        device = f"Local/{exten}@{context}"
-        uid1 = req.channel_id or self.new_uniqueid()
-        one = Channel(id=uid1, name=f"{base};1", tech="Local", context=context, exten=exten,
-                      linkedid=uid1, role="local", device=device)
-        two = Channel(id=req.other_channel_id or self.new_uniqueid(), name=f"{base};2",
-                      tech="Local", state=4, context=context, exten=exten, linkedid=uid1,
-                      role="local", device=device)
-        one.call = two.call = (one, two)
-        return one, two
-
-    def _local_created(self, one: Channel, two: Channel) -> None:
-        self._newchannel(one)
-        self._newchannel(two)
-        self._newexten(one, "AppDial2", "(Outgoing Line)")
-
-    def ari_originate_local(self, req: OriginateRequest) -> Channel:
-        """``POST /channels`` with ``endpoint=Local/<exten>@<context>``: returns ``;1``."""
-        outcome = OriginateOutcome(
-            action_id=None, dial_string=req.channel, endpoint=req.channel, scripted="",
-            answered_by="", source="ari", started=time.monotonic())
-        self.outcomes.append(outcome)
-        one, two = self._local_pair(req)
-        self._local_created(one, two)
-        for half in (one, two):  # subscribed once created: no ChannelCreated (as captured)
-            half.ari_apps.add(req.app)
-        if req.callerid_num or req.callerid_name:
-            one.caller_num, one.caller_name = req.callerid_num, req.callerid_name
-            one.connected_num, one.connected_name = req.callerid_num, req.callerid_name
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.spawn(self._run_local(req, outcome, done, (one, two)))
-        return one
-
-    async def _run_local_inner(self, req: OriginateRequest, outcome: OriginateOutcome,
-                               pair: tuple[Channel, Channel] | None) -> None:
-        if pair is None:
-            one, two = self._local_pair(req)
-        else:
-            one, two = pair
-        exten, context, device = one.exten, one.context, one.device
-        ep = self.scenario.endpoint(exten)
-        script = "whisper_src" if exten == "whisper_src" else (
-            "invalid" if ep is None or ep.offline else
-            {"decline": "busy", "sit": "busy", "unavailable": "noanswer"}.get(ep.outcome,
-                                                                               ep.outcome))
-        outcome.scripted = script if ep is None else ep.outcome
-        outcome.answered_by = ep.answered_by if ep is not None else ""
-        await asyncio.sleep(0.0005)
-        if pair is None:
-            self._local_created(one, two)
-        if script == "invalid":
-            self._hangup_final(two, 0)
-            self._hangup_final(one, 0)
-            self._originate_response(req, outcome, False, 0, None)
-            self._device_state(device, "INVALID")
-            self._device_state(device, "INVALID")
-            return
-        for half in (one, two):
-            for name, value in req.variables:
-                self.set_var(half, name, value)
-            if req.callerid_num or req.callerid_name:
-                half.caller_num, half.caller_name = req.callerid_num, req.callerid_name
-                if half is two:
-                    half.connected_num = req.callerid_num
-                    half.connected_name = req.callerid_name
-                self.ami("NewCallerid", "call", [*half.ami_block(), (
-                    "CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
-                self._ari_ch("ChannelCallerId", half, before={
-                    "caller_presentation": 0,
-                    "caller_presentation_txt": "Presentation Allowed, Not Screened"})
-                half.connected_num, half.connected_name = req.callerid_num, req.callerid_name
-                self.ami("NewConnectedLine", "call", half.ami_block())
-                self._ari_ch("ChannelConnectedLine", half)
-        self.ami("LocalBridge", "call", [*one.ami_block("LocalOne"),
-                                          *two.ami_block("LocalTwo"),
-                                          ("Context", context), ("Exten", exten),
-                                          ("LocalOptimization", "Yes")])
-        dialstring = f"{exten}@{context}"
-        self._dial_event("DialBegin", one, None, None, dialstring)
-        self._newexten(two, "NoOp", f"{script} case")
-        two.priority = 2
-        timeout_s = req.timeout_ms / 1000.0
-        if script in ("busy", "congestion"):
-            app = "Busy" if script == "busy" else "Congestion"
-            self._newexten(two, app, "10")
-            if script == "busy":
-                self._newstate(two, 7)
-                self._dial_event("DialEnd", one, "BUSY", None, dialstring)
-            else:
-                self._dial_event("DialEnd", one, "CONGESTION", None, dialstring)
-                self._newstate(two, 7)
-                self._device_state(device, "INUSE")
-            outcome.dial_status = "BUSY" if script == "busy" else "CONGESTION"
-            self._hangup_request(two, 0)
-            if script == "busy":
-                self._hangup_request(two, 16, ami_event="SoftHangupRequest")
-                self._hangup_final(one, 0)
-                self._originate_response(req, outcome, False, 5, None)
-                self._hangup_final(two, 17)
-                outcome.hangup_cause = 17
-                for _ in range(3):
-                    self._device_state(device, "NOT_INUSE")
-            else:
-                self._hangup_final(one, 0)
-                self._hangup_request(two, 16, ami_event="SoftHangupRequest")
-                self._hangup_final(two, 34)
-                self._originate_response(req, outcome, False, 8, None)
-                outcome.hangup_cause = 34
-                for _ in range(2):
-                    self._device_state(device, "NOT_INUSE")
-            return
-        if script == "noanswer":
-            self._newexten(two, "Ringing", "")
-            self._newstate(one, RINGING)
-            two.priority = 3
-            self._newexten(two, "Wait", "30")
-            self._dial_event("DialState", one, "RINGING", None, dialstring)
-            self._device_state(device, "INUSE")
-            await asyncio.sleep(timeout_s)
-            if one.hungup:
-                return
-            self._hangup_request(two, 19)
-            self._originate_response(req, outcome, False, 3, None)
-            self._hangup_final(one, 19)
-            self._device_state(device, "NOT_INUSE")
-            self._hangup_request(two, 16, ami_event="SoftHangupRequest")
-            self._hangup_final(two, 19)
-            self._device_state(device, "NOT_INUSE")
-            outcome.hangup_cause = 19
-            return
-        # answered
-        self._newexten(two, "Answer", "")
-        self._newstate(two, UP)
-        self._newstate(one, UP)
-        self._dial_event("DialEnd", one, "ANSWER", None, dialstring)
-        outcome.dial_status = "ANSWER"
-        self._originate_response(req, outcome, True, 4, one)
-        self._device_state(device, "INUSE")
-        self._device_state(device, "INUSE")
-        if req.app:
-            self.enter_stasis(one, req.app, req.app_args, from_dialplan=False)
-        elif req.application.lower() == "stasis":
-            parts = req.data.split(",")
-            self.enter_stasis(one, parts[0], parts[1:], from_dialplan=True)
-        spyee: Channel | None = None
-        if req.application.lower() == "chanspy":
-            prefix = req.data.split(",")[0]
-            spyee = next((c for c in self._channels.values()
-                          if c.name.startswith(prefix + "-") and not c.hungup), None)
-        if script == "whisper_src":
-            says: tuple[Say, ...] = (Say("hello-world", 1.0),)
-            hangup_after = 1.0 + 1.40425 + 0.5
-        else:
-            assert ep is not None
-            says = ep.says
-            hangup_after = ep.hangup_after_s
-        t_answer = time.monotonic()
-        self.spawn(self._local_playbacks(one, two, says, t_answer, spyee))
-        if spyee is not None:
-            await asyncio.sleep(0.1)
-            if not one.hungup and not spyee.hungup:
-                self.ami("ChanSpyStart", "call", [*one.ami_block("Spyer"),
-                                                  *spyee.ami_block("Spyee")])
-        if hangup_after <= 0:
-            return
-        await asyncio.sleep(max(0.0, t_answer + hangup_after - time.monotonic()))
-        if two.hungup:
-            return
-        two.priority += 1
-        self._newexten(two, "Hangup", "")
-        if spyee is not None:
-            self.ami("ChanSpyStop", "call", [*one.ami_block("Spyer"),
-                                             *spyee.ami_block("Spyee")])
-        self._hangup_request(two, 16, ami_event="SoftHangupRequest")
-        self._hangup_request(one, 16)
-        self.leave_stasis(one)
-        self._hangup_final(one, 16)
-        self._hangup_final(two, 16)
-        self._device_state(device, "NOT_INUSE")
-        self._device_state(device, "NOT_INUSE")
-        outcome.hangup_cause = 16
-
-    async def _local_playbacks(self, one: Channel, two: Channel, says: tuple[Say, ...],
-                               t_answer: float, spyee: Channel | None) -> None:
-        """``;2`` plays its prompts; ``;1`` hears them, and a ChanSpy whisper on ``;1``
-        passes them to the spied-on channel's party only."""
-        for say in sorted(says, key=lambda s: s.at_s):
-            await asyncio.sleep(max(0.0, t_answer + say.at_s - time.monotonic()))
-            if two.hungup:
-                return
-            try:
-                pcm = audio.load_sound(say.wav)
-            except (audio.SoundNotFoundError, ValueError) as exc:
-                log.warning("scenario prompt skipped: %s", exc)
-                continue
-            two.priority += 1
-            self._newexten(two, "Playback", say.wav)
-            now = self.sample_now()
-            two.voice.add(now, pcm, say.wav)
-            if spyee is not None and not spyee.hungup:
-                spyee.whisper.add(now, pcm, say.wav)
-                self.heard.append(HeardEntry(spyee.name, spyee.role, say.wav, time.monotonic()))
-            await asyncio.sleep(len(pcm) / audio.SAMPLE_RATE)
-            if two.hungup:
-                return
-            self.set_var(two, "PLAYBACKSTATUS", "SUCCESS")
-
-    def _hangup_local(self, ch: Channel, cause: int) -> None:
-        pair = ch.call if isinstance(ch.call, tuple) else (ch,)
-        for half in pair:
-            if half.hungup:
-                continue
-            self._hangup_request(half, cause)
-            if half.bridge is not None:
-                self._bridge_leave(half.bridge, half)
-            self.leave_stasis(half)
-            self._destroy_snoops_of(half)
-        for half in pair:
-            if not half.hungup:
-                self._hangup_final(half, cause)
-                self._snoops_hungup(half)
-        if pair:
-            for _ in pair:
-                self._device_state(pair[0].device, "NOT_INUSE")
 
     # --- dialer ----------------------------------------------------------------------------
     async def _run_dialer(self) -> None:

@@ -250,3 +250,57 @@ class Playback:
         out["language"] = self.language
         out["state"] = self.state
         return out
+
+
+@dataclass
+class OriginateRequest:
+    """An Originate as AMI (or the internal dialer) asks for it."""
+
+    channel: str
+    context: str = ""
+    exten: str = ""
+    priority: int = 1
+    application: str = ""
+    data: str = ""
+    callerid_name: str = ""
+    callerid_num: str = ""
+    timeout_ms: int = 30000
+    variables: list[tuple[str, str]] = field(default_factory=list)
+    action_id: str | None = None
+    source: str = "ami"
+    app: str = ""  # ARI originate: Stasis app entered on answer
+    app_args: list[str] = field(default_factory=list)
+    channel_id: str = ""
+    other_channel_id: str = ""
+    is_async: bool = True  # a synchronous AMI Originate gets no OriginateResponse event
+
+
+@dataclass
+class OriginateOutcome:
+    """What the scenario scripted for one originated call and what the engine made of it."""
+
+    action_id: str | None
+    dial_string: str
+    endpoint: str
+    scripted: str  # the endpoint's outcome (answer, busy, ... offline)
+    answered_by: str
+    source: str
+    started: float
+    response: str = ""  # Success | Failure ('' while pending)
+    reason: int | None = None
+    uniqueid: str = ""
+    channel: str = ""
+    dial_status: str = ""  # the originate's DialEnd status ('' when none was sent)
+    hangup_cause: int | None = None
+    agent_channel: str = ""
+    finished: bool = False
+
+
+@dataclass
+class HeardEntry:
+    """A prompt injected for one party only (whisper), for tests: who heard what, when."""
+
+    channel: str
+    role: str
+    media: str
+    t: float
