@@ -124,6 +124,10 @@ class Service:
         self._cleanups.append(self.media.stop)
         if s.cpa.enabled:
             self._start_cpa()
+        if s.asr.enabled:
+            from earpiece.media.asr_service import start_asr
+
+            self._cleanups.append(await start_asr(self.bus, self.hub, s.asr))
 
     def _start_cpa(self) -> None:
         """Call-progress / answering-machine detection on each customer's audio."""
