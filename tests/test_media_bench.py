@@ -26,3 +26,13 @@ def test_bench_media_json_small_run() -> None:
     assert r["spoofed_sent"] > 0 and r["spoofed_dropped"] == r["spoofed_sent"]
     assert r["dropped_other"] == r["spoofed_sent"]
     assert r["cpu_s_per_call_s"] > 0 and r["lateness_p99_ms"] >= 0
+
+
+def test_bench_media_slin16() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "earpiece.cli", "bench", "media", "--calls", "2", "--seconds",
+         "1", "--codec", "slin16", "--spoof-per-s", "0", "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    r = json.loads(out.stdout)
+    assert r["frames"] == 4 * 50 and r["dropped_other"] == 0 and r["dropped_late"] == 0

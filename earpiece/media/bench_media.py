@@ -76,7 +76,8 @@ class BenchResult:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--codec", choices=("ulaw", "alaw"), default="ulaw")
+    parser.add_argument("--codec", choices=("ulaw", "alaw", "slin16"), default="ulaw",
+                        help="slin16: 16 kHz big-endian, PT 118, as Asterisk sends it")
     parser.add_argument("--jitter-ms", type=int, default=60)
     parser.add_argument("--spoof-per-s", type=float, default=20.0,
                         help="spoofed packets per second (wrong source or SSRC)")
@@ -140,8 +141,14 @@ def _sender(conn: Any, host: str, ports: list[int], codec: str, seconds: float,
     from earpiece.media.g711 import encode_alaw, encode_ulaw
 
     speech = load_speech()
-    enc = encode_ulaw(speech) if codec == "ulaw" else encode_alaw(speech)
-    pt = 0 if codec == "ulaw" else 8
+    if codec == "slin16":
+        from earpiece.media.resample import resample
+
+        enc = resample(speech, 8000, 16000).astype(">i2").tobytes()
+        pt, fb, step = 118, 640, 320  # payload bytes and timestamp step per 20 ms
+    else:
+        enc = encode_ulaw(speech) if codec == "ulaw" else encode_alaw(speech)
+        pt, fb, step = (0 if codec == "ulaw" else 8), 160, 160
     n = len(ports)
     socks = []
     for port in ports:
@@ -157,7 +164,7 @@ def _sender(conn: Any, host: str, ports: list[int], codec: str, seconds: float,
     rng = random.Random(7)
     ssrcs = [rng.getrandbits(32) for _ in range(n)]
     seqs = [rng.getrandbits(16) for _ in range(n)]
-    offsets_b = [rng.randrange(0, len(enc) - 160) // 160 * 160 for _ in range(n)]
+    offsets_b = [rng.randrange(0, len(enc) - fb) // fb * fb for _ in range(n)]
     hdr = struct.Struct("!BBHII")
     total = len(enc)
     packets = int(seconds / 0.02)
@@ -177,9 +184,9 @@ def _sender(conn: Any, host: str, ports: list[int], codec: str, seconds: float,
                 time.sleep(d)
             late.append(max(0.0, time.monotonic() - target))
             for i in per_group[g]:
-                off = (offsets_b[i] + k * 160) % (total - 160)
-                pkt = hdr.pack(0x80, pt, (seqs[i] + k) & 0xFFFF, (160 + k * 160) & 0xFFFFFFFF,
-                               ssrcs[i]) + enc[off : off + 160]
+                off = (offsets_b[i] + k * fb) % (total - fb) // fb * fb
+                pkt = hdr.pack(0x80, pt, (seqs[i] + k) & 0xFFFF, (step + k * step) & 0xFFFFFFFF,
+                               ssrcs[i]) + enc[off : off + fb]
                 try:
                     socks[i].send(pkt)
                 except BlockingIOError:
@@ -187,12 +194,12 @@ def _sender(conn: Any, host: str, ports: list[int], codec: str, seconds: float,
                 sent += 1
                 if spoof_every and sent % spoof_every == 0:
                     j = rng.randrange(n)
-                    bad = hdr.pack(0x80, pt, (seqs[j] + k) & 0xFFFF, 0, ssrcs[j]) + bytes(160)
+                    bad = hdr.pack(0x80, pt, (seqs[j] + k) & 0xFFFF, 0, ssrcs[j]) + bytes(fb)
                     if spoof_sent % 2 == 0:  # foreign source address, right SSRC
                         spoof.sendto(bad, (host, ports[j]))
                     else:  # right source, foreign SSRC
                         bad = hdr.pack(0x80, pt, (seqs[j] + k) & 0xFFFF, 0,
-                                       ssrcs[j] ^ 0x5A5A5A5A) + bytes(160)
+                                       ssrcs[j] ^ 0x5A5A5A5A) + bytes(fb)
                         socks[j].send(bad)
                     spoof_sent += 1
     import resource
@@ -238,7 +245,7 @@ async def run_bench(opts: BenchOptions) -> BenchResult:
 
     import numpy as np
 
-    from earpiece.media.frames import AudioFrame, FrameHub
+    from earpiece.media.frames import AudioFrame, Codec, FrameHub
     from earpiece.media.receiver import RtpReceiver
     from earpiece.media.settings import MediaSettings
 
@@ -260,11 +267,13 @@ async def run_bench(opts: BenchOptions) -> BenchResult:
     proc.start()
     loop = asyncio.get_running_loop()
     src_ports: list[int] = await loop.run_in_executor(None, _recv, parent, proc, 60.0)
+    codecs: dict[str, Codec] = {"ulaw": "ulaw", "alaw": "alaw", "slin16": "slin16"}
+    codec = codecs[opts.codec]
     streams: dict[tuple[str, str], int] = {}
     for i, (port, sport) in enumerate(zip(ports, src_ports, strict=True)):
         call, party = divmod(i, 2)
         st = receiver.register(port, f"call-{call}", "customer" if party == 0 else "agent",
-                               "ulaw" if opts.codec == "ulaw" else "alaw", source=(host, sport))
+                               codec, source=(host, sport))
         streams[(st.call_id, st.party)] = i
     t0 = time.monotonic() + opts.warmup_s
     offs: dict[tuple[str, str], float] = dict.fromkeys(streams, t0)
