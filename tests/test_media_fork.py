@@ -402,6 +402,34 @@ async def test_events_after_call_end_attach_nothing() -> None:
         assert await fork.attach("late", "customer", "chan-cust") is None
         await asyncio.sleep(0.05)
         assert fork.legs() == [] and ari.live() == [] and ari.calls == []
+        assert fork._calls == {}  # stale events leave no state behind
     finally:
         await fork.stop()
         ari.close()
+
+
+async def test_agent_transfer_follows_the_new_channel() -> None:
+    bus = EventBus()
+    hub = FrameHub(bus=bus)
+    settings = MediaSettings(rtp_port_min=0, rtp_port_max=0)
+    ari = FakeAri(says={"chan-cust": X, "chan-agent": Y, "chan-agent2": X}, seconds=0.3)
+    fork = MediaFork(bus=bus, ari=ari, settings=settings, app="earpiece", hub=hub,
+                     receiver=RtpReceiver(settings, hub))
+    await fork.start()
+    try:
+        call_events(bus)
+        await wait_for(lambda: len(fork.legs()) == 2)
+        bus.publish(ChannelJoined(call_id="call-1", channel="PJSIP/agent2-00000003",
+                                  uniqueid="chan-agent2", role=ChannelRole.AGENT))
+        await wait_for(lambda: any(leg.channel_id == "chan-agent2" for leg in fork.legs()))
+        # the old agent channel's ChannelLeft must not tear down the new leg
+        bus.publish(ChannelLeft(call_id="call-1", channel="PJSIP/agent1-00000002",
+                                uniqueid="chan-agent", cause=16))
+        await asyncio.sleep(0.1)
+        assert sorted(leg.channel_id for leg in fork.legs()) == ["chan-agent2", "chan-cust"]
+        assert len(ari.live()) == 6
+        assert fork._calls.keys() == {"call-1"}
+    finally:
+        await fork.stop()
+        ari.close()
+    assert ari.live() == [] and fork._calls == {}

@@ -221,22 +221,29 @@ class MediaFork:
     def _call(self, call_id: str) -> _CallMedia:
         cm = self._calls.get(call_id)
         if cm is None:
-            cm = self._calls[call_id] = _CallMedia(call_id, ended=call_id in self._ended)
+            cm = self._calls[call_id] = _CallMedia(call_id)
         return cm
 
     def _on_joined(self, ev: ChannelJoined) -> None:
         party = ROLE_PARTY.get(ev.role)
-        if party is None or not self._running:
+        if party is None or not self._running or ev.call_id in self._ended:
             return
         cm = self._call(ev.call_id)
         if cm.ended:
             return
+        previous = cm.channels.get(party)
         cm.channels[party] = ev.uniqueid
-        if cm.answered:
+        if not cm.answered:
+            return
+        leg = cm.legs.get(party)
+        if leg is not None and leg.channel_id != ev.uniqueid:
+            # the party is now on another channel (transfer, re-dial): follow it
+            self._spawn(self._replace(ev.call_id, party, ev.uniqueid))
+        elif previous != ev.uniqueid or leg is None:
             self._spawn(self.attach(ev.call_id, party, ev.uniqueid))
 
     def _on_state(self, ev: CallStateChanged) -> None:
-        if ev.new != CallState.ANSWERED or not self._running:
+        if ev.new != CallState.ANSWERED or not self._running or ev.call_id in self._ended:
             return
         cm = self._call(ev.call_id)
         if cm.answered or cm.ended:
@@ -251,7 +258,14 @@ class MediaFork:
             return
         for party, channel_id in list(cm.channels.items()):
             if channel_id == ev.uniqueid:
-                self._spawn(self.detach(ev.call_id, party))
+                del cm.channels[party]
+        for party, leg in list(cm.legs.items()):
+            if leg.channel_id == ev.uniqueid:
+                self._spawn(self.detach(ev.call_id, party, channel_id=ev.uniqueid))
+
+    async def _replace(self, call_id: str, party: Party, channel_id: str) -> None:
+        await self.detach(call_id, party)
+        await self.attach(call_id, party, channel_id)
 
     def _on_ended(self, ev: CallEnded) -> None:
         if ev.call_id in self._calls:
@@ -271,6 +285,8 @@ class MediaFork:
 
     async def attach(self, call_id: str, party: Party, channel_id: str) -> MediaLeg | None:
         """Fork ``party``'s audio of ``call_id`` (idempotent per party)."""
+        if call_id in self._ended:
+            return None
         cm = self._call(call_id)
         async with cm.lock:
             if cm.ended or party in cm.legs:
@@ -294,14 +310,17 @@ class MediaFork:
                      leg.snoop_id, leg.bridge_id, leg.em_id)
             return leg
 
-    async def detach(self, call_id: str, party: Party) -> None:
+    async def detach(self, call_id: str, party: Party, *, channel_id: str | None = None) -> None:
+        """Tear down ``party``'s fork (only if it is on ``channel_id``, when given)."""
         cm = self._calls.get(call_id)
         if cm is None:
             return
         async with cm.lock:
-            leg = cm.legs.pop(party, None)
-            if leg is not None:
-                await self._teardown(leg)
+            leg = cm.legs.get(party)
+            if leg is None or (channel_id is not None and leg.channel_id != channel_id):
+                return
+            del cm.legs[party]
+            await self._teardown(leg)
 
     async def end_call(self, call_id: str) -> None:
         cm = self._calls.get(call_id)
