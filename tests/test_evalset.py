@@ -61,6 +61,14 @@ def test_generate_is_deterministic_and_reused(tmp_path: Path) -> None:
             assert i["split"] == "test"
         if set(i["params"].get("prompts", [])) & set(evalset.TEST_PROMPTS):
             assert i["split"] == "test"
+    # v2: 1-2 s live greetings and short recorded greetings (always with a beep) in both splits
+    long_h = [i for i in items if i["params"].get("text") in evalset.HUMAN_EN_LONG]
+    short_m = [i for i in items if i["params"].get("text") in evalset.MACHINE_SHORT_EN]
+    assert {i["split"] for i in long_h} == {i["split"] for i in short_m} == {"tune", "test"}
+    assert all(i["label"] == "human" for i in long_h)
+    assert all(i["label"] == "machine" and i["params"]["beep"] for i in short_m)
+    assert any(i["params"].get("beep_wav") for i in short_m)
+    assert max(i["params"]["greeting_s"] for i in long_h) > 1.5
     stamp = (a / "VERSION").stat().st_mtime_ns
     assert evalset.generate(tmp_path / "a") == a
     assert (a / "VERSION").stat().st_mtime_ns == stamp  # reused, not rebuilt

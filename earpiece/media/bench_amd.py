@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from earpiece.media.cpa import CpaResult
@@ -27,7 +27,7 @@ TONE_LABELS = ("ringback", "busy", "congestion", "sit", "fax")
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--dir", default=None,
-                        help="evaluation-set directory (default ~/.cache/earpiece/evalset-amd-v1 "
+                        help="evaluation-set directory (default ~/.cache/earpiece/evalset-amd-v2 "
                              "or $EARPIECE_EVALSET_DIR); generated when missing")
     parser.add_argument("--split", choices=("test", "tune", "all"), default="test",
                         help="held-out items (test, default), tuning items, or all")
@@ -35,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tone-plan", default="all", help="tone plans (us,cn,uk,eu or all)")
     parser.add_argument("--amd-conf", default=None, help="amd.conf for the baseline")
     parser.add_argument("--errors", action="store_true", help="list Earpiece's misses")
+    parser.add_argument("--amd", choices=("model", "rules"), default="model",
+                        help="Earpiece's human/machine stage: learned model (default) or the "
+                             "fixed timing rules")
 
 
 def _percentile(xs: Sequence[float], q: float) -> float | None:
@@ -76,16 +79,17 @@ def score(items: Sequence[Item], results: Sequence[CpaResult]) -> dict[str, Any]
     }
 
 
-def evaluate(root: Path, split: str, *, tone_plan: str = "all",
-             amd_conf: str | None = None) -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
+def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | None = None,
+             amd: str = "model") -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
     from earpiece.media.amd_baseline import AmdConfig, baseline_result
     from earpiece.media.cpa import CpaOptions, analyze_audio
     from earpiece.media.evalset import load_manifest, read_wav
 
     items = [it for it in load_manifest(root) if split == "all" or it.split == split]
     cfg = AmdConfig.from_file(amd_conf) if amd_conf else AmdConfig()
-    post = CpaOptions(tone_plan=tone_plan, phase="post_answer")
-    pre = CpaOptions(tone_plan=tone_plan, phase="pre_answer")
+    mode: Literal["model", "rules"] = "rules" if amd == "rules" else "model"
+    post = CpaOptions(tone_plan=tone_plan, phase="post_answer", amd=mode)
+    pre = CpaOptions(tone_plan=tone_plan, phase="pre_answer", amd=mode)
     ours: list[CpaResult] = []
     base: list[CpaResult] = []
     t_ours = t_base = audio_s = 0.0
@@ -99,7 +103,7 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all",
         t_base += time.perf_counter() - t1
         t_ours += t1 - t0
     report = {
-        "earpiece": {**score(items, ours), "cpu_s": round(t_ours, 2)},
+        "earpiece": {**score(items, ours), "cpu_s": round(t_ours, 2), "amd": mode},
         "baseline": {**score(items, base), "cpu_s": round(t_base, 2),
                      "algorithm": "app_amd.c isAnsweringMachine, amd.conf defaults"
                      if amd_conf is None else f"app_amd.c isAnsweringMachine, {amd_conf}"},
@@ -128,7 +132,8 @@ def main(args: argparse.Namespace) -> int:
     from earpiece.media.evalset import generate
 
     root = generate(args.dir, force=args.regenerate)
-    report, pairs = evaluate(root, args.split, tone_plan=args.tone_plan, amd_conf=args.amd_conf)
+    report, pairs = evaluate(root, args.split, tone_plan=args.tone_plan, amd_conf=args.amd_conf,
+                             amd=args.amd)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:

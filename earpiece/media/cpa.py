@@ -6,9 +6,17 @@ tones in early media (ringback, busy, congestion, SIT, fax) and intercept wordin
 also decides human / machine / fax / silence as early as the evidence allows:
 
 * a tone plan's cadence or the SIT sequence -> that label, whatever the phase;
-* a greeting (speech bursts joined across short pauses) longer than ``long_greeting_s`` ->
-  machine; a short greeting followed by ``human_silence_s`` of silence -> human;
-* a beep (a pure tone that is not a known call-progress tone) -> machine;
+* a beep (a steady pure tone that is not a known call-progress tone) after a greeting ->
+  machine, ``beep_min_s`` into the beep; while one is sounding no "human" verdict is given;
+* ``amd="model"`` (default): the greeting (speech bursts joined across short pauses) is
+  described by timing features (:data:`earpiece.media.amd_model.FEATURES`) every frame and a
+  small logistic model (:mod:`earpiece.media.amd_model`, trained on the evaluation set's
+  ``tune`` split) gives P(machine); a confident score decides (machine at ``>= machine_p``,
+  human at ``<= human_p`` once ``min_silence_s`` of silence follows the greeting); a greeting
+  still running at ``hard_long_greeting_s`` is a machine whatever the score;
+* ``amd="rules"``: the previous fixed rules: a greeting longer than ``long_greeting_s`` or
+  with more than ``max_human_bursts`` bursts -> machine; a short greeting followed by
+  ``human_silence_s`` of silence -> human;
 * machine wording in a transcript handed to :meth:`add_transcript` -> machine;
 * nothing but silence for ``silence_timeout_s`` -> silence; undecided at ``max_s`` ->
   unknown (deferred while a tone cadence is still being matched).
@@ -26,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from earpiece.media.amd_model import AmdModel, load_default
 from earpiece.media.tones import (
     FRAME,
     FRAME_S,
@@ -85,6 +94,14 @@ class CpaOptions:
     beep_min_s: float = 0.16
     beep_max_s: float = 2.5
     pure_fraction: float = 0.8
+    # "model": learned scorer + early rules; "rules": fixed timing rules only; "off": no
+    # human/machine verdicts (tones, beeps-as-evidence and greeting features only)
+    amd: Literal["model", "rules", "off"] = "model"
+    model_path: str | None = None  # a model JSON instead of the packaged one
+    machine_p: float | None = None  # operating point; None = the model file's
+    human_p: float | None = None
+    min_silence_s: float | None = None
+    hard_long_greeting_s: float = 3.0
 
     def __post_init__(self) -> None:
         plans_for(self.tone_plan)  # validates the names
@@ -92,6 +109,11 @@ class CpaOptions:
             raise ValueError("cpa times must be positive")
         if self.max_s < self.human_silence_s:
             raise ValueError("cpa max_s must exceed human_silence_s")
+        if self.amd not in ("model", "rules", "off"):
+            raise ValueError(f"cpa amd must be model, rules or off, not {self.amd!r}")
+        for p in (self.machine_p, self.human_p):
+            if p is not None and not 0.0 <= p <= 1.0:
+                raise ValueError("cpa machine_p/human_p must lie in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -115,6 +137,7 @@ class _Utterance:
     speech_s: float = 0.0
     bursts: int = 1
     burst_last_s: float = 0.0
+    max_pause_s: float = 0.0
 
 
 class CallProgressDetector:
@@ -151,6 +174,17 @@ class CallProgressDetector:
         self._pure_run: list[float] = []  # [freq, duration] of the current pure-tone run
         self._beeps: list[dict[str, float]] = []
         self._words: list[str] = []
+        self._max_pause_s = 0.0
+        self._model: AmdModel | None = None
+        self._machine_p = self._human_p = self._min_silence_s = 0.0
+        if self.options.amd == "model":
+            o = self.options
+            m = self._model = (AmdModel.load(o.model_path) if o.model_path
+                               else load_default())
+            self._machine_p = o.machine_p if o.machine_p is not None else m.machine_p
+            self._human_p = o.human_p if o.human_p is not None else m.human_p
+            self._min_silence_s = (o.min_silence_s if o.min_silence_s is not None
+                                   else m.min_silence_s)
 
     # ---- public API -------------------------------------------------------------------------
     def answer(self) -> None:
@@ -200,6 +234,24 @@ class CallProgressDetector:
         if hit:
             return self._decide("machine", 0.95, "machine_words", phrase=hit)
         return None
+
+    def greeting_features(self) -> npt.NDArray[np.float64] | None:
+        """The current greeting in :data:`~earpiece.media.amd_model.FEATURES` order.
+
+        None before answer, before the first speech, and between a click and real speech.
+        """
+        utt = self._utt
+        if not self.answered or utt is None or utt.speech_s < self.options.min_utterance_s \
+                or self._first_speech_s is None:
+            return None
+        t = self.t
+        span = utt.last_speech_s - utt.start_s
+        silence = t - utt.last_speech_s
+        return np.array([span, utt.speech_s, float(utt.bursts), silence,
+                         float(len(self._utterances)), self._speech_frames * FRAME_S,
+                         t - self._first_speech_s, self._max_pause_s,
+                         utt.speech_s / max(span, FRAME_S), span * silence, span * span,
+                         min(silence, 1.0)], dtype=np.float64)
 
     def finish(self) -> CpaResult:
         """End of stream: the verdict so far, or the best guess from what was seen."""
@@ -306,11 +358,14 @@ class CallProgressDetector:
             else:
                 if t - utt.burst_last_s > o.word_gap_s:
                     utt.bursts += 1
+                    utt.max_pause_s = max(utt.max_pause_s, t - utt.burst_last_s - FRAME_S)
                 utt.burst_last_s = t
                 utt.last_speech_s = t
             utt.speech_s += FRAME_S
-            if utt.speech_s >= o.min_utterance_s and self._first_speech_s is None:
-                self._first_speech_s = utt.start_s
+            if utt.speech_s >= o.min_utterance_s:
+                self._max_pause_s = max(self._max_pause_s, utt.max_pause_s)
+                if self._first_speech_s is None:
+                    self._first_speech_s = utt.start_s
             self._last_speech_s = t
         elif utt is not None and utt.speech_s < o.min_utterance_s and \
                 t - utt.last_speech_s > o.utterance_gap_s:
@@ -324,12 +379,29 @@ class CallProgressDetector:
                                      "speech_s": round(utt.speech_s, 3),
                                      "bursts": utt.bursts})
 
+    def _beep_sounding(self) -> bool:
+        """A steady pure tone has been sounding for a few frames after a greeting."""
+        run = self._pure_run
+        return bool(run) and self._first_speech_s is not None and run[1] >= 3 * FRAME_S \
+            and run[3] - run[2] <= 10.0
+
     def _amd(self, t: float) -> CpaResult | None:
         o = self.options
+        if o.amd == "off":
+            return None
         if self._beeps and self._beeps[-1]["end_s"] <= t:
             return self._decide("machine", 0.9, "beep")
+        run = self._pure_run
+        if self._beep_sounding() and run[1] >= o.beep_min_s:
+            return self._decide("machine", 0.9, "beep",
+                                beep_sounding={"hz": round(run[0], 1),
+                                               "dur_s": round(run[1], 3)})
         utt = self._utt
-        if utt is not None and utt.speech_s >= o.min_utterance_s:
+        if o.amd == "model" and utt is not None and utt.speech_s >= o.min_utterance_s:
+            verdict = self._model_verdict(t, utt)
+            if verdict is not None:
+                return verdict
+        elif utt is not None and utt.speech_s >= o.min_utterance_s:
             span = utt.last_speech_s - utt.start_s
             if span >= o.long_greeting_s or utt.bursts > o.max_human_bursts:
                 conf = min(0.99, 0.75 + 0.1 * utt.bursts / 3 + 0.1 * (span - o.long_greeting_s))
@@ -350,11 +422,38 @@ class CallProgressDetector:
             return self._decide("silence", 0.85, "no_speech")
         if t >= o.max_s and not (tone_recent and t < o.tone_max_s):
             if utt is not None and utt.speech_s >= o.min_utterance_s:
-                return None if t < o.max_s + o.human_silence_s else self._decide(
-                    "unknown", 0.2, "analysis_time")
+                if t < o.max_s + o.human_silence_s:
+                    return None
+                p = self._p_machine()
+                if p is not None:  # out of time: the model's best guess, at low confidence
+                    return self._decide("machine" if p >= 0.5 else "human",
+                                        0.5 + 0.3 * abs(p - 0.5), "analysis_time_model",
+                                        p_machine=round(p, 3))
+                return self._decide("unknown", 0.2, "analysis_time")
             if self._first_speech_s is None and self._tone_frames > 0:
                 return self._decide("unknown", 0.3, "tone_without_cadence")
             return self._decide("unknown", 0.2, "analysis_time")
+        return None
+
+    def _p_machine(self) -> float | None:
+        x = self.greeting_features()
+        if self._model is None or x is None:
+            return None
+        return self._model.probability(x)
+
+    def _model_verdict(self, t: float, utt: _Utterance) -> CpaResult | None:
+        o = self.options
+        span = utt.last_speech_s - utt.start_s
+        if span >= o.hard_long_greeting_s:
+            return self._decide("machine", 0.95, "long_greeting")
+        p = self._p_machine()
+        if p is None:
+            return None
+        if p >= self._machine_p:
+            return self._decide("machine", p, "model", p_machine=round(p, 3))
+        silent = t - utt.last_speech_s
+        if p <= self._human_p and silent >= self._min_silence_s and not self._pure_run:
+            return self._decide("human", 1.0 - p, "model", p_machine=round(p, 3))
         return None
 
     # ---- results -----------------------------------------------------------------------------
@@ -366,6 +465,7 @@ class CallProgressDetector:
         self._speech_frames = 0
         self._beeps = []
         self._pure_run = []
+        self._max_pause_s = 0.0
         self._tone_frames = 0
         self._last_tone_s = -1e9
         for m in self._matchers:

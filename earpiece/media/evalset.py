@@ -8,11 +8,14 @@ Material:
 
 * **human**: short greetings, real recordings from asterisk-core-sounds-en-wav ("hello",
   "hello world") and espeak-ng English and Mandarin greetings with varied voices, speed and
-  pitch; some say "hello?" twice.
+  pitch; some say "hello?" twice. Since v2 also longer live greetings of 1-2 s
+  (:data:`HUMAN_EN_LONG`: "Hello, this is Mary speaking.", "Hi, who is this?", ...).
 * **machine**: voicemail-style greetings assembled from the real prompts ("the person at
   extension 1 2 3 4 is unavailable", "nobody is available to take your call", "please leave your
   message after the tone", ...), espeak-ng English and Mandarin voicemail and carrier
-  greetings, optionally followed by a beep, and synthetic music on hold.
+  greetings, optionally followed by a beep, and synthetic music on hold. Since v2 also short
+  recorded greetings (:data:`MACHINE_SHORT_EN`: "Leave a message.", ...), always followed by a
+  beep (synthetic, or Asterisk's own ``beep.wav``) 0.3 s after the greeting.
 * **silence**: line noise only. **fax**: CNG (1100 Hz 0.5 s / 3 s) or CED (2100 Hz).
 * **tones** (as early media): ringback, busy and congestion of the US, China, UK and Europe,
   and SIT (913.8/985.2, 1370.6/1428.5, 1776.7 Hz), some followed by ss-noservice, with
@@ -50,7 +53,7 @@ from earpiece.media.tones import PLANS, SIT_FIRST, SIT_SECOND, SIT_THIRD, synth_
 
 log = logging.getLogger(__name__)
 
-VERSION = "evalset-amd-v1"
+VERSION = "evalset-amd-v2"
 SEED = 20261123
 RATE = 8000
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
@@ -68,6 +71,10 @@ TEST_PROMPTS = ("hello-world", "vm-nobodyavail", "tt-allbusy", "all-circuits-bus
 HUMAN_EN = ("Hello?", "Hello.", "Hi.", "Yes?", "Hello, who's this?", "Hi, this is Mark.",
             "Yeah, hello?", "Good morning.", "Speaking.", "Hello, Anna speaking.", "Hey.",
             "Yes, hello?", "Hello, hello?", "Who is it?")
+#: Longer live greetings (1-2 s at conversational rates): where timing alone gets hard.
+HUMAN_EN_LONG = ("Hello, this is Mary speaking.", "Hi, who is this?", "Hello, Johnson residence.",
+                 "Good afternoon, Peter speaking.", "Hello? Who's calling, please?",
+                 "Hi, this is Tom.", "Hello, yes, this is she.", "Yes, hello, who's this?")
 HUMAN_CMN = ("喂？", "喂，你好。", "你好，哪位？", "喂，请讲。", "是我。", "喂，哪位？")
 MACHINE_EN = (
     "Hi, you've reached the voicemail of John Smith. I can't take your call right now, "
@@ -88,6 +95,11 @@ MACHINE_CMN = (
     "您拨打的电话正在通话中，请稍后再拨。",
     "您好，欢迎致电，现在是非工作时间，请留言。",
 )
+#: Short recorded greetings (about 1 s); they always end in a beep here (a 1 s recording
+#: followed by silence is, by its audio alone, a person who said one phrase).
+MACHINE_SHORT_EN = ("Leave a message.", "Please leave a message.",
+                    "Leave a message after the tone.", "Sorry I missed you, leave a message.",
+                    "Not here, leave a message.")
 
 
 @dataclass
@@ -341,6 +353,11 @@ def _tts_plan(rng: np.random.Generator) -> list[tuple[str, str, TtsJob]]:
     job(MACHINE_EN, TEST_VOICES, "machine", "test", 35, (150, 200))
     job(MACHINE_CMN, TUNE_CMN_VOICES, "machine", "tune", 15, (140, 200))
     job(MACHINE_CMN, TEST_CMN_VOICES, "machine", "test", 15, (140, 200))
+    # v2: longer live greetings and short recorded ones, in both splits
+    job(HUMAN_EN_LONG, TUNE_VOICES, "human", "tune", 30, (165, 230))
+    job(HUMAN_EN_LONG, TEST_VOICES, "human", "test", 30, (165, 230))
+    job(MACHINE_SHORT_EN, TUNE_VOICES, "machine_short", "tune", 14, (150, 200))
+    job(MACHINE_SHORT_EN, TEST_VOICES, "machine_short", "test", 14, (150, 200))
     return plan
 
 
@@ -369,11 +386,15 @@ def _build(root: Path, seed: int, jobs: int) -> list[Item]:
                     bandpass(x)))
 
     def machine(x: npt.NDArray[np.float64], split: str, source: str,
-                extra: dict[str, Any]) -> None:
+                extra: dict[str, Any], *, always_beep: bool = False) -> None:
         lead = float(rng.uniform(0.1, 0.8))
         x = _level(x, float(rng.uniform(-28, -14)))
-        beep = bool(rng.random() < 0.5)
-        body = np.concatenate([x, np.zeros(int(0.3 * RATE)), _beep(rng)]) if beep else x
+        beep = always_beep or bool(rng.random() < 0.5)
+        tone = _beep(rng)
+        if beep and always_beep and rng.random() < 0.5:  # Asterisk's own recorded beep
+            tone = _level(b.prompt("beep"), float(rng.uniform(-18, -10)))
+            extra = {**extra, "beep_wav": True}
+        body = np.concatenate([x, np.zeros(int(0.3 * RATE)), tone]) if beep else x
         total = min(8.0, max(6.0, lead + body.size / RATE + 0.5))
         b.emit("machine", "amd", split, source, _place(body, lead, total),
                {**extra, "lead_s": round(lead, 3), "greeting_s": round(x.size / RATE, 3),
@@ -386,7 +407,7 @@ def _build(root: Path, seed: int, jobs: int) -> list[Item]:
         if label == "human":
             human(x, split, "espeak-ng", extra)
         else:
-            machine(x, split, "espeak-ng", extra)
+            machine(x, split, "espeak-ng", extra, always_beep=label == "machine_short")
     # real recorded prompts (Allison, asterisk-core-sounds-en)
     for split, real, n in (("tune", ("hello",), 30), ("test", ("hello-world",), 25)):
         for _ in range(n):
