@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -66,11 +66,18 @@ class AmdModel:
         if unknown:
             raise ValueError(f"amd model: unknown features {sorted(unknown)}")
 
+    @cached_property
+    def _linear(self) -> tuple[list[int], list[float], float]:
+        """(feature indices, coefficients, intercept) with the scaling folded in."""
+        coef = [w / s for w, s in zip(self.weights, self.scale, strict=True)]
+        icpt = self.bias - sum(m * c for m, c in zip(self.mean, coef, strict=True))
+        return [FEATURES.index(f) for f in self.features], coef, icpt
+
     def probability(self, x: npt.NDArray[np.float64]) -> float:
         """P(machine) for one feature vector in :data:`FEATURES` order."""
-        v = np.asarray(x, dtype=np.float64)[[FEATURES.index(f) for f in self.features]]
-        z = float(np.dot((v - np.asarray(self.mean)) / np.asarray(self.scale),
-                         np.asarray(self.weights))) + self.bias
+        idx, coef, z = self._linear
+        for i, c in zip(idx, coef, strict=True):
+            z += float(x[i]) * c
         return _sigmoid(z)
 
     def to_json(self) -> str:
