@@ -228,7 +228,7 @@ async def test_rtp_fork_separates_parties_records_and_tears_down(tmp_path: Path)
     finally:
         await fork.stop()
         ari.close()
-    assert receiver.ports == {}
+    assert receiver.ports == {} and receiver._tick_task is None  # transports closed too
     assert fork.stats.attached == 2 and fork.stats.teardown_errors == 0
     for seg in segments:
         assert seg.call_id == "call-1" and 0 <= seg.start_s < seg.end_s <= 3.1

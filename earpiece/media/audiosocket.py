@@ -252,6 +252,9 @@ class AudioSocketServer:
     _server: asyncio.Server | None = None
 
     async def start(self) -> int:
+        """Listen (idempotent); returns the bound port."""
+        if self._server is not None:
+            return self.port
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: AudioSocketProtocol(self), self.host, self.port

@@ -197,9 +197,12 @@ class MediaFork:
             await self.recorder.start()
         if self.receiver is not None:
             await self.receiver.start()
+        if self.audiosocket is not None:
+            await self.audiosocket.start()
 
     async def stop(self) -> None:
-        """Tear down every fork (no leaked channel, bridge or port)."""
+        """Tear down every fork (no leaked channel, bridge or port), then close the transports
+        (the RTP receiver, the AudioSocket server) and the recorder this fork started."""
         self._running = False
         for unsub in self._unsubscribe:
             unsub()
@@ -210,6 +213,10 @@ class MediaFork:
             await self.end_call(call_id)
         if self.recorder is not None:
             await self.recorder.close()
+        if self.receiver is not None:
+            await self.receiver.close()
+        if self.audiosocket is not None:
+            await self.audiosocket.close()
 
     # -- bus callbacks (sync; they only schedule) --------------------------------------------
 
