@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from earpiece.agi.ami_message import AmiMessage
-from earpiece.sim import audio
+from earpiece.sim import audio, noise
 from earpiece.sim.local_calls import LocalCalls
 from earpiece.sim.model import (
     CAUSE_TXT,
@@ -742,36 +742,14 @@ class Engine:
             call.hangup_task.cancel()
 
     def _qos_vars(self, ch: Channel, had_media: bool, bridged: Channel | None = None) -> None:
+        """``RTPAUDIOQOS*`` VarSets a PJSIP channel with media reports as it hangs up."""
         if not had_media:
             return
-        ssrc = self.rng.getrandbits(32)
-        them = self.rng.getrandbits(32)
-        n = max(1, int((time.monotonic() - ch.created_mono) * 50))
-        values = {
-            "RTPAUDIOQOS": f"ssrc={ssrc};themssrc={them};lp=0;rxjitter=0.000125;rxcount={n};"
-                           f"txjitter=0.000125;txcount={n};rlp=0;rtt=0.000100;"
-                           "rxmes=88.087887;txmes=88.087887",
-            "RTPAUDIOQOSJITTER": "minrxjitter=000.000000;maxrxjitter=000.000250;"
-                                 "avgrxjitter=000.000131;stdevrxjitter=000.000045;"
-                                 "mintxjitter=000.000000;maxtxjitter=000.000125;"
-                                 "avgtxjitter=000.000063;stdevtxjitter=000.000063;",
-            "RTPAUDIOQOSLOSS": "  minrxlost=000.000000;  maxrxlost=000.000000;  "
-                               "avgrxlost=000.000000;  stdevrxlost=000.000000;  "
-                               "mintxlost=000.000000;  maxtxlost=000.000000;  "
-                               "avgtxlost=000.000000;  stdevtxlost=000.000000;",
-            "RTPAUDIOQOSRTT": "     minrtt=000.000076;     maxrtt=000.000137;     "
-                              "avgrtt=000.000107;     stdevrtt=000.000030;",
-            "RTPAUDIOQOSMES": "   minrxmes=088.087887;   maxrxmes=088.087887;   "
-                              "avgrxmes=088.087887;   stdevrxmes=000.000000;   "
-                              "mintxmes=088.086533;   maxtxmes=088.087887;   "
-                              "avgtxmes=088.087486;   stdevtxmes=000.000574;",
-        }
-        for name, value in values.items():
+        for name, value in noise.qos_values(self.rng, ch).items():
             self.set_var(ch, name, value)
             if bridged is not None and not bridged.hungup:
                 self.set_var(bridged, f"{name}BRIDGED", value)
 
-    # --- RTCP noise --------------------------------------------------------------------------
     def start_rtcp(self, ch: Channel) -> None:
         """PJSIP channels report RTCP on AMI (``RTCPReceived``/``RTCPSent``) once media flows:
         a receiver report at once, then sender reports every 5 s, as in the pjsip captures."""
@@ -779,37 +757,16 @@ class Engine:
             ch.rtcp = True
             self.spawn(self._rtcp_loop(ch))
 
-    def _rtcp(self, ch: Channel, event: str, sr: bool, t0: float, ssrc: int, them: int,
-              local: int, remote: int) -> None:
-        n = int((time.monotonic() - t0) * 50)
-        to, frm = (f"127.0.0.1:{remote}", f"127.0.0.1:{local}") if event == "RTCPSent" else \
-            (f"127.0.0.1:{local}", f"127.0.0.1:{remote}")
-        headers = [*ch.ami_block(), ("To", to), ("From", frm)]
-        if event == "RTCPReceived":
-            headers.append(("RTT", "0.0001"))
-        headers += [("MES", "88.1"), ("SSRC", f"0x{(ssrc if event == 'RTCPSent' else them):08x}"),
-                    ("PT", "200(SR)" if sr else "201(RR)"), ("ReportCount", "1")]
-        if sr:
-            headers += [("SentNTP", f"{time.time():.6f}"), ("SentRTP", str(n * 160)),
-                        ("SentPackets", str(n)), ("SentOctets", str(n * 160))]
-        headers += [("Report0SourceSSRC", f"0x{(them if event == 'RTCPSent' else ssrc):08x}"),
-                    ("Report0FractionLost", "0"), ("Report0CumulativeLost", "0"),
-                    ("Report0HighestSequence", str(n & 0xFFFF)),
-                    ("Report0SequenceNumberCycles", "0"), ("Report0IAJitter", "1"),
-                    ("Report0LSR", "0"), ("Report0DLSR", "0.0000")]
-        self.ami(event, "reporting", headers)
-
     async def _rtcp_loop(self, ch: Channel) -> None:
-        t0 = time.monotonic()
-        ssrc, them = self.rng.getrandbits(32), self.rng.getrandbits(32)
-        local, remote = 30000 + 2 * self.rng.randrange(500), 42000 + 2 * self.rng.randrange(500)
-        self._rtcp(ch, "RTCPReceived", False, t0, ssrc, them, local, remote)
+        stream = noise.RtcpReports(self.rng)
+        self.ami("RTCPReceived", "reporting", [*ch.ami_block(),
+                                               *stream.headers("RTCPReceived", sr=False)])
         while not ch.hungup:
             await asyncio.sleep(5.0)
             if ch.hungup:
                 return
-            self._rtcp(ch, "RTCPReceived", True, t0, ssrc, them, local, remote)
-            self._rtcp(ch, "RTCPSent", True, t0, ssrc, them, local, remote)
+            for event in ("RTCPReceived", "RTCPSent"):
+                self.ami(event, "reporting", [*ch.ami_block(), *stream.headers(event, sr=True)])
 
     # --- audio -----------------------------------------------------------------------------
     def _place_says(self, ch: Channel, says: tuple[Say, ...], t0: float) -> None:
