@@ -246,7 +246,8 @@ def _endpoint(d: Any, i: int, fail: Any) -> Endpoint:
         raise fail(f"{key}.hangup_by", "must be customer or agent")
     says = _says(d.get("says", []), f"{key}.says", fail)
     if not says and answered_by == "machine":
-        says = (Say("vm-intro", 0.2), Say("beep", 4.0))
+        # "Nobody is available..." then "Please leave your message after the tone..." + tone
+        says = (Say("vm-nobodyavail", 0.3), Say("vm-intro", 3.2))
     return Endpoint(
         name=str(d["name"]),
         role=role,
