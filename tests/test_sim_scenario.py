@@ -134,12 +134,14 @@ async def test_sim_command_prints_ports_and_outcomes() -> None:
     parser = argparse.ArgumentParser()
     configure(parser)
     args = parser.parse_args(["--scenario", "demo", "--ami-port", "0", "--ari-port", "0",
-                              "--duration", "1.5", "--username", "u1", "--secret", "s1"])
+                              "--duration", "1.5", "--username", "u1", "--secret", "s1",
+                              "--rtp-loss", "0.1", "--restart-every", "0.6"])
     out = io.StringIO()
     assert await run(args, out) == 0
     text = out.getvalue()
     assert "AMI 127.0.0.1:" in text and "user u1" in text and "/ari" in text
     assert "sim-dialer-1 PJSIP/alice: scripted answer (human)" in text
+    assert "restarting the AMI listener" in text
 
 
 async def test_chanspy_whisper_reaches_the_agent_only() -> None:

@@ -12,7 +12,10 @@ import contextlib
 import dataclasses
 import signal
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from earpiece.sim.simulator import Simulator
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +33,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0,
                         help="stop after this many seconds (default: run until Ctrl-C)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (ids, SSRCs)")
+    faults = parser.add_argument_group("fault injection")
+    faults.add_argument("--rtp-loss", type=float, default=0.0, help="RTP loss probability")
+    faults.add_argument("--rtp-reorder", type=float, default=0.0,
+                        help="probability a packet is sent after the next one")
+    faults.add_argument("--rtp-duplicate", type=float, default=0.0,
+                        help="probability a packet is sent twice")
+    faults.add_argument("--rtp-jitter-ms", type=float, default=0.0,
+                        help="extra send delay, uniform in [0, N] ms")
+    faults.add_argument("--rogue-rtp", choices=("", "address", "ssrc"), default="",
+                        help="also send RTP from another port, or with another SSRC")
+    faults.add_argument("--restart-every", type=float, default=0.0,
+                        help="restart the AMI and ARI listeners every N seconds (alternating)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run(args, sys.stdout))
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:
         print(f"earpiece sim: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
@@ -65,13 +80,22 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    from earpiece.sim.faults import Faults
+
+    faults = Faults(rtp_loss=args.rtp_loss, rtp_reorder=args.rtp_reorder,
+                    rtp_duplicate=args.rtp_duplicate, rtp_jitter_ms=args.rtp_jitter_ms,
+                    rogue_rtp=args.rogue_rtp, seed=args.seed)
     async with Simulator(scenario, host=args.host, ami_port=args.ami_port,
-                         ari_port=args.ari_port, seed=args.seed) as sim:
+                         ari_port=args.ari_port, seed=args.seed, faults=faults) as sim:
         print(f"scenario {scenario.name}: {len(scenario.endpoints)} endpoints, "
               f"{len(dialer.calls) if dialer.enabled else 0} dialer calls", file=out)
         print(f"AMI {args.host}:{sim.ami_port} user {cred.ami_username}", file=out)
         print(f"ARI {sim.ari_url}/ari user {cred.ari_username} app: any", file=out)
         print("Ctrl-C to stop", file=out, flush=True)
+        restarter = None
+        if args.restart_every > 0:
+            restarter = asyncio.get_running_loop().create_task(
+                _restart_loop(sim, args.restart_every, out))
         try:
             if args.duration > 0:
                 with contextlib.suppress(TimeoutError):
@@ -79,6 +103,10 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 await stop.wait()
         finally:
+            if restarter is not None:
+                restarter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await restarter
             for o in sim.originated_outcomes:
                 happened = (f"{o.response or 'pending'}/{o.reason}" if o.response
                             else "pending")
@@ -88,3 +116,14 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
                       f"hangup cause {o.hangup_cause if o.hangup_cause is not None else '-'}",
                       file=out)
     return 0
+
+
+async def _restart_loop(sim: Simulator, every_s: float, out: TextIO) -> None:
+    n = 0
+    while True:
+        await asyncio.sleep(every_s)
+        n += 1
+        which = "AMI" if n % 2 else "ARI"
+        print(f"restarting the {which} listener ({len(sim.channels())} live channels)",
+              file=out, flush=True)
+        await (sim.restart_ami() if n % 2 else sim.restart_ari())
