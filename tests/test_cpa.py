@@ -169,6 +169,20 @@ def test_dead_air_is_silence() -> None:
     assert r.evidence["rule"] == "no_speech"
 
 
+def test_late_fax_cng_is_not_taken_for_dead_air() -> None:
+    # the first CNG burst 3.7 s after answer (0.5 s on / 3 s off): past the old 3.5 s
+    # silence timeout, inside one CNG cycle after a late answer
+    parts = [np.zeros(int(3.7 * 8000))]
+    for _ in range(3):
+        parts += [synth_tone([1100.0], 0.5, level_dbfs=-25), np.zeros(3 * 8000)]
+    r = analyze_audio(_line(np.concatenate(parts)), 8000)
+    assert r.label == "fax", r.evidence
+    # near miss: the same dead air without the tone is silence, at the timeout
+    rng = np.random.default_rng(4)
+    r2 = analyze_audio(_line(rng.normal(0, 3, 8 * 8000)), 8000)
+    assert r2.label == "silence" and r2.decision_s == pytest.approx(4.5, abs=0.03)
+
+
 def test_near_miss_music_on_hold_is_not_human() -> None:
     x = _music(np.random.default_rng(5), 6.0) * 3000
     r = analyze_audio(_line(_pad(x, 0.2, 7.0)), 8000)

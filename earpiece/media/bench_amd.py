@@ -32,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("test", "tune", "all"), default="test",
                         help="held-out items (test, default), tuning items, or all")
     parser.add_argument("--regenerate", action="store_true", help="rebuild the set first")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="draw the set with another seed (a fresh draw of the same "
+                             "material, kept in its own directory beside the default one)")
     parser.add_argument("--tone-plan", default="all", help="tone plans (us,cn,uk,eu or all)")
     parser.add_argument("--amd-conf", default=None, help="amd.conf for the baseline")
     parser.add_argument("--errors", action="store_true", help="list Earpiece's misses")
@@ -108,6 +111,8 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
                      "algorithm": "app_amd.c isAnsweringMachine, amd.conf defaults"
                      if amd_conf is None else f"app_amd.c isAnsweringMachine, {amd_conf}"},
         "set": {"dir": str(root), "split": split, "items": len(items),
+                "version": (root / "VERSION").read_text(encoding="utf-8").strip()
+                if (root / "VERSION").exists() else None,
                 "audio_s": round(audio_s, 1)},
     }
     return report, list(zip(items, ours, strict=True))
@@ -129,9 +134,13 @@ def _table(report: dict[str, Any], out: Callable[[str], None]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from earpiece.media.evalset import generate
+    from earpiece.media.evalset import SEED, VERSION, default_dir, generate
 
-    root = generate(args.dir, force=args.regenerate)
+    seed = SEED if args.seed is None else args.seed
+    where = args.dir
+    if where is None and seed != SEED:
+        where = default_dir().with_name(f"{VERSION}-seed{seed}")
+    root = generate(where, seed=seed, force=args.regenerate)
     report, pairs = evaluate(root, args.split, tone_plan=args.tone_plan, amd_conf=args.amd_conf,
                              amd=args.amd)
     if args.json:

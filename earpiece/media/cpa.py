@@ -18,7 +18,8 @@ also decides human / machine / fax / silence as early as the evidence allows:
   with more than ``max_human_bursts`` bursts -> machine; a short greeting followed by
   ``human_silence_s`` of silence -> human;
 * machine wording in a transcript handed to :meth:`add_transcript` -> machine;
-* nothing but silence for ``silence_timeout_s`` -> silence; undecided at ``max_s`` ->
+* nothing but silence for ``silence_timeout_s`` -> silence (dead air may run past ``max_s``
+  for that: a fax's CNG can stay quiet for 3.5 s); undecided at ``max_s`` ->
   unknown (deferred while a tone cadence is still being matched).
 
 :func:`analyze_audio` runs the same detector over a whole recording. Pure computation, no I/O.
@@ -86,7 +87,9 @@ class CpaOptions:
     word_gap_s: float = 0.1
     min_utterance_s: float = 0.08
     max_human_bursts: int = 3
-    silence_timeout_s: float = 3.5
+    # longer than one T.30 CNG cycle (0.5 s on, 3 s off, +-15 %) after a late answer, so a
+    # calling fax whose first burst comes late is not taken for dead air
+    silence_timeout_s: float = 4.5
     max_s: float = 4.0
     tone_max_s: float = 12.0
     vad_margin_db: float = 5.0
@@ -420,7 +423,10 @@ class CallProgressDetector:
         if self._first_speech_s is None and self._utt is None and not tone_recent \
                 and t >= o.silence_timeout_s and self._tone_frames == 0:
             return self._decide("silence", 0.85, "no_speech")
-        if t >= o.max_s and not (tone_recent and t < o.tone_max_s):
+        dead_air = self._first_speech_s is None and self._utt is None \
+            and self._tone_frames == 0
+        if t >= o.max_s and not (tone_recent and t < o.tone_max_s) \
+                and not (dead_air and t < o.silence_timeout_s):
             if utt is not None and utt.speech_s >= o.min_utterance_s:
                 if t < o.max_s + o.human_silence_s:
                     return None
