@@ -193,3 +193,23 @@ async def test_port_range_is_honoured_and_exhaustion_reported() -> None:
         pytest.skip(f"port range busy: {exc}")
     finally:
         await rx.close()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.sampled_from([("slin16", 118), ("alaw", 8)]),
+    st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=1300)), max_size=12),
+)
+def test_any_payload_size_on_slin16_and_alaw_streams(
+    codec_pt: tuple[str, int], packets: list[tuple[int, bytes]]
+) -> None:
+    codec, pt = codec_pt
+    rx, p, out = make(codec=codec, ssrc=0x1234)
+    for seq, body in packets:
+        p.datagram_received(pkt(seq, body, pt=pt), LEGIT)
+    stream = rx.ports[7].binding.stream  # type: ignore[union-attr]
+    stream.close()
+    size = 320 if codec == "slin16" else 160
+    assert all(f.pcm.dtype == np.int16 and len(f.pcm) == size for f in out)
+    assert [f.index for f in out] == list(range(len(out)))
+    assert stream.stats.packets + rx.drops.total() == len(packets)
