@@ -285,25 +285,29 @@ class Engine:
     # --- Stasis ----------------------------------------------------------------------------
     def enter_stasis(self, ch: Channel, app: str, args: list[str], *,
                      from_dialplan: bool) -> None:
-        ch.stasis_app = app
-        ch.stasis_from_dialplan = from_dialplan
+        """``StasisStart``. The ``STASISSTATUS`` VarSet before it reaches only apps already
+        subscribed to the channel (ARI-created channels), as recorded."""
         data = ",".join([app, *args])
         if ch.tech != "Snoop":
             ch.app, ch.app_data = "Stasis", data
         self.set_var(ch, "STASISSTATUS", "")
+        ch.stasis_app = app
+        ch.stasis_from_dialplan = from_dialplan
         self._ari_ch("StasisStart", ch, before={"args": list(args)})
 
     def leave_stasis(self, ch: Channel) -> None:
+        """``StasisEnd``. Snoops and channels that entered Stasis from the dialplan lose the
+        app's subscription with it (no later VarSet/``ChannelDestroyed`` for that app);
+        channels the app created keep it."""
         if ch.stasis_app is None:
             return
-        apps = ch.apps()
         ev = {"type": "StasisEnd", "timestamp": wall_ts(), "channel": ch.ari_json()}
-        self.ari(ev, apps)
-        self.set_var(ch, "STASISSTATUS", "SUCCESS")
+        self.ari(ev, ch.apps())
         app = ch.stasis_app
         ch.stasis_app = None
         if ch.stasis_from_dialplan or ch.tech == "Snoop":
             ch.ari_apps.discard(app)
+        self.set_var(ch, "STASISSTATUS", "SUCCESS")
 
     # --- ids -------------------------------------------------------------------------------
     def new_uniqueid(self) -> str:
@@ -839,12 +843,13 @@ class Engine:
     def create_bridge(self, bridge_id: str | None, name: str, app: str | None) -> Bridge:
         bridge = Bridge(id=bridge_id or str(uuid.uuid4()), bridge_class="stasis",
                         creator="Stasis", name=name, video_mode="talker")
-        if app:
-            bridge.ari_apps.add(app)
         self._bridges[bridge.id] = bridge
         self.ami("BridgeCreate", "call", bridge.ami_block())
+        # BridgeCreated reaches subscribeAll sockets only (as recorded)
         self.ari({"type": "BridgeCreated", "timestamp": wall_ts(),
-                  "bridge": bridge.ari_json()}, bridge.apps())
+                  "bridge": bridge.ari_json()}, set())
+        if app:
+            bridge.ari_apps.add(app)
         return bridge
 
     def _bridge_enter(self, bridge: Bridge, ch: Channel) -> None:
@@ -905,7 +910,6 @@ class Engine:
         ch = Channel(id=sid, name=f"Snoop/{target.id}-{next(self._snoop_seq):08x}",
                      tech="Snoop", state=UP, linkedid=sid, device=f"Snoop/{target.id}",
                      role="snoop", spy=spy, whisper_dir=whisper, snoop_target=target)
-        ch.ari_apps.add(app)
         target.snoops.append(ch)
         self._newchannel(ch)
         spy_block = [*ch.ami_block("Spyer"), *target.ami_block("Spyee")]
@@ -956,7 +960,6 @@ class Engine:
         ch = Channel(id=cid, name=f"UnicastRTP/{external_host}-0x{self.rng.getrandbits(44):x}",
                      tech="UnicastRTP", linkedid=cid, device=f"UnicastRTP/{external_host}",
                      role="media", media_format=fmt, external_host=external_host)
-        ch.ari_apps.add(app)
         if self.media is not None:
             ch.local_port = self.media.open_stream(ch, self.media_source(ch))
         else:
@@ -967,6 +970,7 @@ class Engine:
         for name, value in variables.items():
             self.set_var(ch, name, value)
         self._newexten(ch, "AppDial2", "(Outgoing Line)")
+        ch.ari_apps.add(app)  # the app's own events start here (as recorded)
         dialstring = f"{external_host}/c({fmt})"
         self._dial_event("DialBegin", ch, None, None, dialstring)
         return ch
