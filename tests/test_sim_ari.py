@@ -782,3 +782,29 @@ async def until_channel(sim: Simulator, prefix: str) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"no channel {prefix}")
+
+
+async def test_ari_originate_pjsip_enters_stasis_on_answer() -> None:
+    async with Simulator(scenario(hangup_after_s=0.3)) as sim, aiohttp.ClientSession() as s:
+        ari = Ari(sim, s)
+        await ari.connect(subscribe_all=False)
+        status, ch = await ari.req("POST", "/ari/channels", endpoint="PJSIP/cust1",
+                                   app="assist", appArgs="outbound,42", channelId="fx-out",
+                                   callerId="Dialer <5000>")
+        assert status == 200 and (ch["id"], ch["state"]) == ("fx-out", "Down")
+        assert ch["name"].startswith("PJSIP/cust1-")
+        start = await ari.wait(lambda e: e["type"] == "StasisStart")
+        assert start["args"] == ["outbound", "42"] and start["channel"]["state"] == "Up"
+        await ari.wait(lambda e: e["type"] == "ChannelDestroyed"
+                       and e["channel"]["id"] == "fx-out")
+        status, _ = await ari.req("POST", "/ari/channels", endpoint="PJSIP/nobody",
+                                  app="assist")
+        assert status >= 400
+        await ari.close()
+    types = [e["type"] for e in ari.events]
+    assert "ChannelCreated" not in types
+    assert types.index("StasisStart") < types.index("StasisEnd") < \
+        types.index("ChannelDestroyed")
+    dials = [e["dialstatus"] for e in ari.events if e["type"] == "Dial"]
+    assert dials == ["", "RINGING", "ANSWER"]  # as for the recorded Local originate
+    assert not sim.channels()

@@ -390,8 +390,6 @@ class Engine:
         if req.channel_id:
             ch.id = req.channel_id
             ch.linkedid = req.channel_id
-        if req.app:
-            ch.ari_apps.add(req.app)
         ch.call = call
         call.customer = ch
         self._newchannel(ch)
@@ -410,6 +408,8 @@ class Engine:
             ch.connected_num, ch.connected_name = req.callerid_num, req.callerid_name
             self.ami("NewConnectedLine", "call", ch.ami_block())
             self._ari_ch("ChannelConnectedLine", ch)
+        if req.app:  # ARI originate: the app's events start after the allocation (as Local)
+            ch.ari_apps.add(req.app)
         return ch
 
     def ari_originate(self, req: OriginateRequest) -> Channel | None:
