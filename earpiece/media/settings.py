@@ -37,6 +37,9 @@ class MediaSettings:
     rtp_port_max: int = 40999
     audiosocket_port: int = 9092
     jitter_ms: int = 60
+    # Outbound calls: fork the customer from channel creation (early media: ringback, busy,
+    # SIT/intercept before any answer); false: only after the answer.
+    early_media: bool = True
     vad: VadSettings = field(default_factory=VadSettings)
 
     def __post_init__(self) -> None:
