@@ -180,6 +180,8 @@ class Service:
             [c for c in body if isinstance(c, dict)] if isinstance(body, list) else []
         )
         self.registry.reconcile_ari(channels)
+        if self.media is not None:  # forks missed or broken during the outage (background)
+            self.media.schedule_resync()
         self.resyncs["ari"] += 1
         log.info("ARI resync: %d live channels", len(channels))
 

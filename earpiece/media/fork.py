@@ -1,7 +1,11 @@
-"""Media fork: each answered call's customer and agent audio, separately, from Asterisk.
+"""Media fork: each call's customer and agent audio, separately, from Asterisk.
 
 For each party of an answered call (``ChannelJoined`` with role CUSTOMER/AGENT, then
-``CallStateChanged`` to ANSWERED), through ARI:
+``CallStateChanged`` to ANSWERED) and, with ``[media] early_media`` (default), for the customer
+of an outbound call as soon as its channel joins (``CallStarted`` direction ``outbound``): the
+snoop then carries the early media (ringback, busy tone, SIT + intercept announcement) to
+call-progress analysis before or without any signalling (see the ``early_media_*`` captures:
+silence until the 183, then the early media, until the channel hangs up), through ARI:
 
 1. allocate a UDP port from the receiver's range;
 2. create a mixing bridge and an ``externalMedia`` channel sending RTP to
@@ -20,25 +24,33 @@ Every resource gets an id chosen here before it is requested, so teardown (on th
 request failed half-way: hang up the externalMedia and snoop channels, destroy the bridge,
 release the port (404s are expected when Asterisk already removed a snoop with its target).
 
+ARI outages: an attach that fails with :class:`~earpiece.errors.PbxConnectionError` is retried
+with backoff while the party's channel is live, and :meth:`MediaFork.resync` (the service runs
+it after every ARI reconnect; :meth:`MediaFork.schedule_resync`) attaches every party of a live
+call that should have a fork and has none, replaces forks whose snoop, externalMedia channel or
+bridge vanished from the PBX, and retries removals that failed while ARI was unreachable.
+
 The ARI client is used through :class:`AriMediaClient`, a ``typing.Protocol`` with exactly the
-six methods needed (``earpiece.agi.ari_client.AriClient`` implements it).
+eight methods needed (``earpiece.agi.ari_client.AriClient`` implements it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid as uuidlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 from earpiece.bus import EventBus
-from earpiece.errors import EarpieceError
+from earpiece.errors import EarpieceError, PbxConnectionError
 from earpiece.events import (
     CallEnded,
+    CallStarted,
     CallState,
     CallStateChanged,
     ChannelJoined,
@@ -55,6 +67,8 @@ from earpiece.media.settings import MediaSettings
 log = logging.getLogger(__name__)
 
 ENDED_MEMORY = 10_000
+RETRY_INITIAL_S = 0.5  # first retry of an attach that failed for want of ARI
+RETRY_MAX_S = 8.0
 
 ROLE_PARTY: dict[ChannelRole, Party] = {
     ChannelRole.CUSTOMER: "customer",
@@ -100,6 +114,10 @@ class AriMediaClient(Protocol):
 
     async def destroy_bridge(self, bridge_id: str) -> None: ...
 
+    async def list_channels(self) -> Sequence[AriChannel]: ...
+
+    async def list_bridges(self) -> Sequence[AriBridge]: ...
+
 
 @dataclass
 class MediaLeg:
@@ -118,11 +136,14 @@ class MediaLeg:
     source: tuple[str, int] | None = None
     stream: PartyStream | None = None
     created: list[str] = field(default_factory=list)  # resources as they were confirmed
+    requested: set[str] = field(default_factory=set)  # resources asked for (maybe created)
+    attached_at: float = 0.0  # time.monotonic() when the fork was complete
 
 
 @dataclass
 class _CallMedia:
     call_id: str
+    outbound: bool = False
     answered: bool = False
     ended: bool = False
     channels: dict[Party, str] = field(default_factory=dict)
@@ -135,7 +156,12 @@ class ForkStats:
     attached: int = 0
     attach_failed: int = 0
     detached: int = 0
+    early_attached: int = 0  # forks made before the answer (early media)
+    retries: int = 0  # attach attempts repeated after an ARI connection failure
+    resyncs: int = 0
+    replaced: int = 0  # forks whose PBX resources vanished, made again by a resync
     teardown_errors: int = 0
+    teardown_deferred: int = 0  # removals postponed because ARI was unreachable
 
 
 def _codec_for(settings: MediaSettings) -> Codec:
@@ -157,6 +183,8 @@ class MediaFork:
         audiosocket: AudioSocketServer | None = None,
         recorder: Recorder | None = None,
         id_prefix: str = "ep",
+        retry_initial_s: float = RETRY_INITIAL_S,
+        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         if settings.transport == "rtp" and receiver is None:
             raise ValueError("transport rtp needs an RtpReceiver")
@@ -171,11 +199,16 @@ class MediaFork:
         self.audiosocket = audiosocket
         self.recorder = recorder
         self.id_prefix = id_prefix
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = max(retry_initial_s, retry_max_s)
         self.stats = ForkStats()
         self._calls: dict[str, _CallMedia] = {}
         # Calls already ended (bounded, oldest forgotten first): a late attach is refused.
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._retrying: dict[tuple[str, Party], asyncio.Task[None]] = {}
+        # (kind, id) of resources whose removal failed for want of ARI: retried on resync
+        self._leftovers: list[tuple[str, str]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self._running = False
 
@@ -187,6 +220,7 @@ class MediaFork:
         self._running = True
         b = self.bus
         self._unsubscribe = [
+            b.subscribe(CallStarted, self._on_started),
             b.subscribe(ChannelJoined, self._on_joined),
             b.subscribe(CallStateChanged, self._on_state),
             b.subscribe(ChannelLeft, self._on_left),
@@ -207,6 +241,8 @@ class MediaFork:
         for unsub in self._unsubscribe:
             unsub()
         self._unsubscribe = []
+        for task in list(self._retrying.values()):
+            task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for call_id in list(self._calls):
@@ -220,16 +256,32 @@ class MediaFork:
 
     # -- bus callbacks (sync; they only schedule) --------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _call(self, call_id: str) -> _CallMedia:
         cm = self._calls.get(call_id)
         if cm is None:
             cm = self._calls[call_id] = _CallMedia(call_id)
         return cm
+
+    def _wanted(self, cm: _CallMedia, party: Party) -> bool:
+        """Should ``party`` of this (live) call have a fork now?"""
+        if cm.ended:
+            return False
+        return cm.answered or (party == "customer" and cm.outbound and self.settings.early_media)
+
+    def _on_started(self, ev: CallStarted) -> None:
+        if ev.direction != "outbound" or not self._running or ev.call_id in self._ended:
+            return
+        cm = self._call(ev.call_id)
+        cm.outbound = True
+        channel_id = cm.channels.get("customer")
+        if channel_id is not None and not cm.answered and self._wanted(cm, "customer"):
+            self._spawn(self.attach(ev.call_id, "customer", channel_id))
 
     def _on_joined(self, ev: ChannelJoined) -> None:
         party = ROLE_PARTY.get(ev.role)
@@ -240,7 +292,7 @@ class MediaFork:
             return
         previous = cm.channels.get(party)
         cm.channels[party] = ev.uniqueid
-        if not cm.answered:
+        if not self._wanted(cm, party):
             return
         leg = cm.legs.get(party)
         if leg is not None and leg.channel_id != ev.uniqueid:
@@ -291,13 +343,24 @@ class MediaFork:
         return leg.stream if leg else None
 
     async def attach(self, call_id: str, party: Party, channel_id: str) -> MediaLeg | None:
-        """Fork ``party``'s audio of ``call_id`` (idempotent per party)."""
+        """Fork ``party``'s audio of ``call_id`` (idempotent per party).
+
+        When ARI cannot be reached the attempt is repeated with backoff while the call lives
+        and the party is still on ``channel_id`` (see also :meth:`resync`)."""
+        leg, exc = await self._attach(call_id, party, channel_id)
+        if leg is None and isinstance(exc, PbxConnectionError):
+            self._retry_later(call_id, party)
+        return leg
+
+    async def _attach(
+        self, call_id: str, party: Party, channel_id: str
+    ) -> tuple[MediaLeg | None, BaseException | None]:
         if call_id in self._ended:
-            return None
+            return None, None
         cm = self._call(call_id)
         async with cm.lock:
             if cm.ended or party in cm.legs:
-                return cm.legs.get(party)
+                return cm.legs.get(party), None
             cm.channels.setdefault(party, channel_id)
             key = f"{self.id_prefix}-{uuidlib.uuid4().hex[:16]}-{party}"
             leg = MediaLeg(call_id, party, channel_id, key, self.settings.transport)
@@ -308,14 +371,96 @@ class MediaFork:
                 log.warning("media fork of %s %s (channel %s) failed: %s", call_id, party,
                             channel_id, exc)
                 await self._teardown(leg)
-                return None
+                return None, exc
+            leg.attached_at = time.monotonic()
             cm.legs[party] = leg
             if self.recorder is not None:
                 self.recorder.start_call(call_id)
             self.stats.attached += 1
-            log.info("media fork %s %s: snoop %s -> bridge %s -> %s", call_id, party,
-                     leg.snoop_id, leg.bridge_id, leg.em_id)
-            return leg
+            if not cm.answered:
+                self.stats.early_attached += 1
+            log.info("media fork %s %s%s: snoop %s -> bridge %s -> %s", call_id, party,
+                     "" if cm.answered else " (early media)", leg.snoop_id, leg.bridge_id,
+                     leg.em_id)
+            return leg, None
+
+    def _retry_later(self, call_id: str, party: Party) -> None:
+        key = (call_id, party)
+        if not self._running or key in self._retrying:
+            return
+        self._retrying[key] = self._spawn(self._retry(call_id, party))
+
+    async def _retry(self, call_id: str, party: Party) -> None:
+        delay = self.retry_initial_s
+        try:
+            while self._running:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2.0, self.retry_max_s)
+                cm = self._calls.get(call_id)
+                if cm is None or party in cm.legs or not self._wanted(cm, party):
+                    return
+                channel_id = cm.channels.get(party)
+                if channel_id is None:
+                    return
+                self.stats.retries += 1
+                leg, exc = await self._attach(call_id, party, channel_id)
+                if leg is not None or not isinstance(exc, PbxConnectionError):
+                    return
+        finally:
+            self._retrying.pop((call_id, party), None)
+
+    def schedule_resync(self) -> None:
+        """Run :meth:`resync` in the background (for an ARI ``on_connected`` callback, which
+        must not hold up the event stream)."""
+        if self._running:
+            self._spawn(self.resync())
+
+    async def resync(self) -> None:
+        """Make the forks match the PBX after an ARI outage.
+
+        Lists the PBX's channels and bridges, then: retries removals that failed while ARI was
+        unreachable; tears down forks whose party channel is gone; replaces forks whose snoop,
+        externalMedia channel or bridge vanished; attaches every party of a live call that
+        should have a fork (answered, or an outbound customer with early media) and has none.
+        Forks made after the listing was asked for are left alone.
+        """
+        if not self._running:
+            return
+        asked = time.monotonic()
+        try:
+            live = {c.id for c in await self.ari.list_channels()}
+            bridges = {b.id for b in await self.ari.list_bridges()}
+        except EarpieceError as exc:
+            log.warning("media resync: cannot list the PBX's channels and bridges: %s", exc)
+            return
+        self.stats.resyncs += 1
+        leftovers, self._leftovers = self._leftovers, []
+        for kind, rid in leftovers:
+            await self._remove(kind, rid, "", "")
+        work: list[Awaitable[Any]] = []
+        for cm in list(self._calls.values()):
+            if cm.ended:
+                continue
+            for party, leg in list(cm.legs.items()):
+                if leg.attached_at > asked:
+                    continue
+                if leg.channel_id not in live:
+                    work.append(self.detach(cm.call_id, party, channel_id=leg.channel_id))
+                elif (leg.snoop_id not in live or leg.em_id not in live
+                      or leg.bridge_id not in bridges):
+                    log.warning("media fork %s %s lost its PBX resources; making it again",
+                                cm.call_id, party)
+                    self.stats.replaced += 1
+                    work.append(self._reattach(cm.call_id, party, leg.channel_id))
+            for party, channel_id in list(cm.channels.items()):
+                if party not in cm.legs and channel_id in live and self._wanted(cm, party):
+                    work.append(self.attach(cm.call_id, party, channel_id))
+        if work:
+            await asyncio.gather(*work)
+
+    async def _reattach(self, call_id: str, party: Party, channel_id: str) -> None:
+        await self.detach(call_id, party, channel_id=channel_id)
+        await self.attach(call_id, party, channel_id)
 
     async def detach(self, call_id: str, party: Party, *, channel_id: str | None = None) -> None:
         """Tear down ``party``'s fork (only if it is on ``channel_id``, when given)."""
@@ -359,6 +504,7 @@ class MediaFork:
         leg.bridge_id = f"{leg.key}-bridge"
         leg.em_id = f"{leg.key}-em"
         leg.snoop_id = f"{leg.key}-snoop"
+        leg.requested.add("bridge")
         bridge = await ari.create_bridge(type="mixing", bridge_id=leg.bridge_id,
                                          name=f"earpiece {leg.call_id} {leg.party}")
         leg.bridge_id = bridge.id
@@ -366,6 +512,7 @@ class MediaFork:
         if s.transport == "rtp":
             assert self.receiver is not None
             leg.port = await self.receiver.allocate_port()
+            leg.requested.add("external_media")
             em = await ari.external_media(
                 app=self.app, external_host=f"{self._advertise()}:{leg.port}", format=s.format,
                 channel_id=leg.em_id,
@@ -380,6 +527,7 @@ class MediaFork:
             leg.audiosocket_uuid = str(uuidlib.uuid4())
             leg.stream = self.audiosocket.register(leg.audiosocket_uuid, leg.call_id, leg.party,
                                                    codec)
+            leg.requested.add("external_media")
             em = await ari.external_media(
                 app=self.app, external_host=f"{self._advertise()}:{self.audiosocket.port}",
                 format="slin16" if codec == "slin16le" else "slin", channel_id=leg.em_id,
@@ -388,6 +536,7 @@ class MediaFork:
             )
             leg.em_id = em.id
             leg.created.append("external_media")
+        leg.requested.add("snoop")
         snoop = await ari.snoop_channel(
             leg.channel_id, app=self.app, spy="in",
             app_args=f"earpiece-media,{leg.call_id},{leg.party}", snoop_id=leg.snoop_id,
@@ -399,21 +548,11 @@ class MediaFork:
 
     async def _teardown(self, leg: MediaLeg) -> None:
         """Remove everything the leg may have created; each step independent of the others."""
-        ari = self.ari
-        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("external media", partial(ari.hangup_channel, leg.em_id)),
-            ("snoop", partial(ari.hangup_channel, leg.snoop_id)),
-            ("bridge", partial(ari.destroy_bridge, leg.bridge_id)),
-        ]
-        for what, op in steps:
-            try:
-                await op()
-            except EarpieceError as exc:
-                # 404: never created, or Asterisk removed it with the snooped channel.
-                if getattr(exc, "status", None) != 404:
-                    self.stats.teardown_errors += 1
-                    log.warning("media teardown of %s %s: %s: %s", leg.call_id, leg.party, what,
-                                exc)
+        for what, kind, rid in (("external_media", "channel", leg.em_id),
+                                ("snoop", "channel", leg.snoop_id),
+                                ("bridge", "bridge", leg.bridge_id)):
+            if rid and what in leg.requested:
+                await self._remove(kind, rid, leg.call_id, leg.party)
         if leg.port is not None and self.receiver is not None:
             self.receiver.release_port(leg.port)
             leg.port = None
@@ -421,6 +560,26 @@ class MediaFork:
             self.audiosocket.unregister(leg.audiosocket_uuid)
             leg.audiosocket_uuid = ""
         self.stats.detached += 1
+
+    async def _remove(self, kind: str, rid: str, call_id: str, party: str) -> None:
+        """Hang up a channel / destroy a bridge; kept for the next resync if ARI is down."""
+        op: Callable[[], Awaitable[None]] = (
+            partial(self.ari.hangup_channel, rid) if kind == "channel"
+            else partial(self.ari.destroy_bridge, rid)
+        )
+        try:
+            await op()
+        except PbxConnectionError as exc:
+            self.stats.teardown_deferred += 1
+            self._leftovers.append((kind, rid))
+            log.warning("media teardown of %s %s: %s %s deferred until ARI is back: %s",
+                        call_id, party, kind, rid, exc)
+        except EarpieceError as exc:
+            # 404: never created, or Asterisk removed it with the snooped channel.
+            if getattr(exc, "status", None) != 404:
+                self.stats.teardown_errors += 1
+                log.warning("media teardown of %s %s: %s %s: %s", call_id, party, kind, rid,
+                            exc)
 
 
 def expected_source(channelvars: dict[str, str] | None) -> tuple[str, int] | None:
