@@ -155,3 +155,22 @@ def test_trainer_replays_the_detector_exactly() -> None:
                key=lambda g: (g["median_s"], g["p95_s"], -g["accuracy"]))
     assert (chosen.machine_p, chosen.human_p, chosen.min_silence_s) == (
         best["machine_p"], best["human_p"], best["min_silence_s"])
+
+
+def test_no_machine_verdict_on_a_greeting_onset(tmp_path: Path) -> None:
+    # a model that always says "machine" still needs min_machine_span_s of greeting
+    sure = AmdModel(features=("span",), mean=(0.0,), scale=(1.0,), weights=(0.0,), bias=12.0,
+                    machine_p=0.9, human_p=0.1, min_silence_s=0.25)
+    path = tmp_path / "sure.json"
+    path.write_text(sure.to_json(), encoding="utf-8")
+    opts = CpaOptions(model_path=str(path))
+    rng = np.random.default_rng(7)
+    body = rng.normal(0, 2500, int(1.5 * 8000))
+    r = analyze_audio(_call(body, 0.5, 5), 8000, options=opts)
+    assert r.label == "machine" and r.evidence["rule"] == "model"
+    assert 0.5 + opts.min_machine_span_s - 0.05 <= r.decision_s <= 0.5 + opts.min_machine_span_s \
+        + 0.15
+    # near miss: 0.4 s of speech never reaches the onset guard; only the out-of-time guess
+    short = analyze_audio(_call(body[: int(0.4 * 8000)], 0.5, 6), 8000, options=opts)
+    assert short.evidence["rule"] == "analysis_time_model"
+    assert short.decision_s >= opts.max_s

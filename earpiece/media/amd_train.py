@@ -94,7 +94,8 @@ def simulate(tr: Trace, model: AmdModel, p: npt.NDArray[np.float64],
             if t >= o.max_s:
                 return "unknown", t
             continue
-        if row[0] >= o.hard_long_greeting_s or p[k] >= model.machine_p:
+        if row[0] >= o.hard_long_greeting_s or (p[k] >= model.machine_p
+                                                 and row[0] >= o.min_machine_span_s):
             return "machine", t
         if p[k] <= model.human_p and row[3] >= model.min_silence_s and not tr.pure[k]:
             return "human", t
@@ -144,6 +145,10 @@ def train(root: Path, *, target: float = 0.97, options: CpaOptions | None = None
     xs, ys, ws = [], [], []
     for tr in traces:
         keep = ~np.isnan(tr.x[:, 0]) & (tr.t <= horizon_s)
+        # only frames where the model may decide: a greeting long enough for "machine", or
+        # silence long enough for "human" (onset frames would only bend the fit)
+        keep &= (np.nan_to_num(tr.x[:, 0]) >= o.min_machine_span_s) \
+            | (np.nan_to_num(tr.x[:, 3]) >= MIN_SILENCE_S[0])
         n = int(keep.sum())
         if n == 0:
             continue

@@ -105,6 +105,9 @@ class CpaOptions:
     human_p: float | None = None
     min_silence_s: float | None = None
     hard_long_greeting_s: float = 3.0
+    # no "machine" from the model on less greeting than this: at a greeting's onset the
+    # linear model extrapolates (it saw too few frames there to be trusted)
+    min_machine_span_s: float = 0.6
 
     def __post_init__(self) -> None:
         plans_for(self.tone_plan)  # validates the names
@@ -455,7 +458,7 @@ class CallProgressDetector:
         p = self._p_machine()
         if p is None:
             return None
-        if p >= self._machine_p:
+        if p >= self._machine_p and span >= o.min_machine_span_s:
             return self._decide("machine", p, "model", p_machine=round(p, 3))
         silent = t - utt.last_speech_s
         if p <= self._human_p and silent >= self._min_silence_s and not self._pure_run:
