@@ -808,3 +808,30 @@ async def test_ari_originate_pjsip_enters_stasis_on_answer() -> None:
     dials = [e["dialstatus"] for e in ari.events if e["type"] == "Dial"]
     assert dials == ["", "RINGING", "ANSWER"]  # as for the recorded Local originate
     assert not sim.channels()
+
+
+@needs_captures
+async def test_websocket_upgrade_head_is_as_recorded() -> None:
+    import hashlib
+
+    items = [json.loads(line) for line in
+             (CAPTURES / "ari" / "errors_websocket.jsonl").read_text().splitlines()]
+    recorded = next(i["raw"] for i in items if i["kind"] == "response" and i["status"] == 101)
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    accept = base64.b64encode(hashlib.sha1(
+        (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+    async with Simulator(scenario()) as sim:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.ari_port)
+        writer.write(("GET /ari/events?app=assist HTTP/1.1\r\nHost: x\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Authorization: {AUTH['Authorization']}\r\n\r\n").encode())
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)).decode()
+        writer.close()
+
+    def without_accept(text: str) -> str:
+        return "\r\n".join(line for line in text.split("\r\n")
+                           if not line.startswith("Sec-WebSocket-Accept"))
+
+    assert f"Sec-WebSocket-Accept: {accept}\r\n" in head
+    assert without_accept(head) == without_accept(recorded)

@@ -170,6 +170,12 @@ class AriServer:
 
     # --- plumbing --------------------------------------------------------------------------
     async def _server_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        if isinstance(response, web.WebSocketResponse):
+            # the recorded 101 carries exactly Upgrade, Connection and Sec-WebSocket-Accept
+            response.headers["Connection"] = "Upgrade"
+            response.headers.popall("Server", None)
+            response.headers.popall("Date", None)
+            return
         response.headers["Server"] = SERVER
 
     @web.middleware
