@@ -237,3 +237,28 @@ async def test_media_pipeline_to_bus_with_start_asr() -> None:
         assert finals[1].start_s > finals[0].end_s
     finally:
         await stop()
+
+
+def test_analyze_cli_gives_a_transcript_per_party(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from earpiece.cli import main as cli_main
+
+    customer = pad(read("vm-review"))
+    agent = pad(read("auth-incorrect"), after=1.0 + (len(customer) - len(pad(read(
+        "auth-incorrect")))) / RATE)
+    n = min(len(customer), len(agent))
+    path = tmp_path / "stereo.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(np.stack([customer[:n], agent[:n]], axis=1).astype("<i2").tobytes())
+    assert cli_main(["analyze", "--json", "--asr-model", "tiny.en", str(path)]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    parties = row["transcript"]["parties"]
+    assert set(parties) == {"customer", "agent"}
+    assert "accept" in parties["customer"]["text"].lower()
+    assert "password" in parties["agent"]["text"].lower()
+    assert parties["agent"]["utterances"][0]["words"]

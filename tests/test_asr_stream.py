@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from earpiece.media.asr_decoder import DecodedWord, DecodeOutput
 from earpiece.media.asr_filter import Verdict
@@ -186,3 +188,23 @@ def test_rejects_unsupported_rate() -> None:
     s = AsrStream("c", "customer", language="en")
     with pytest.raises(ValueError):
         s.feed(np.zeros(441, dtype=np.int16), 44100, 0.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=40))
+def test_chunking_does_not_change_the_finals(sizes: list[int]) -> None:
+    """However the audio is chopped into frames, the same utterances come out."""
+    pcm = np.concatenate([silence(0.4), read("hello-world"), silence(0.8),
+                          read("auth-thankyou"), silence(0.8)])
+    ref = AsrStream("c", "customer", language="en")
+    expected, _ = feed_all(ref, pcm)
+    s = AsrStream("c", "customer", language="en")
+    got: list[DecodeRequest] = []
+    i = k = 0
+    while i < len(pcm):
+        n = sizes[k % len(sizes)]
+        got.extend(s.feed(pcm[i: i + n], RATE, i / RATE))
+        i += n
+        k += 1
+    assert [(r.start_s, r.end_s) for r in got] == [(r.start_s, r.end_s) for r in expected]
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(got, expected, strict=True))

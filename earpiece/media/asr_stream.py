@@ -243,7 +243,7 @@ class AsrStream:
             raise ValueError(f"stream {self.call_id}/{self.party} is {self.rate} Hz, got {rate}")
         ring = self._ring
         assert ring is not None
-        expected = ring.total
+        expected = ring.total + len(self._rest)  # samples received so far
         at = self._sample(t_s)
         if at > expected + self.rate // 100:  # a gap of more than 10 ms
             gap = min(at - expected, ring.capacity)
