@@ -219,3 +219,23 @@ async def test_decoder_errors_are_counted_not_fatal() -> None:
         assert svc.metrics().final_decodes == 2
     finally:
         await svc.stop()
+
+
+async def test_idle_streams_are_closed() -> None:
+    now = [0.0]
+    runner = FakeRunner(delay=0.0)
+    svc = AsrService(runner, settings=ServiceSettings(workers=1, idle_close_s=60.0),
+                     clock=lambda: now[0])
+    await svc.start()
+    try:
+        speech = utterance(1.0)
+        svc.feed_frame("gone", "customer", speech[:160], RATE, 0.0)
+        svc.feed_frame("alive", "customer", speech[:160], RATE, 0.0)
+        now[0] = 50.0
+        svc.feed_frame("alive", "customer", speech[160:320], RATE, 0.02)
+        assert svc.sweep_idle() == 0
+        now[0] = 70.0
+        assert svc.sweep_idle() == 1
+        assert svc.metrics().streams == 1
+    finally:
+        await svc.stop()

@@ -74,6 +74,7 @@ class ServiceSettings:
     max_pending_finals: int = 32
     overload_lag_s: float = 1.0
     latency_window: int = 2000
+    idle_close_s: float = 300.0  # a stream not fed this long is closed (a lost CallEnded)
     stream: StreamSettings = field(default_factory=StreamSettings)
 
 
@@ -106,6 +107,7 @@ class _StreamState:
     partial_served: int = 0
     skipped_utterance: int = -1
     final_in_flight: bool = False
+    fed_at: float = 0.0
 
 
 class AsrService:
@@ -118,8 +120,11 @@ class AsrService:
         bus: EventBus | None = None,
         settings: ServiceSettings | None = None,
         on_hypothesis: Callable[[Hypothesis], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runner = runner
+        self.clock = clock
+        self._last_sweep = clock()
         self.bus = bus
         self.settings = settings or ServiceSettings()
         self.on_hypothesis = on_hypothesis
@@ -135,6 +140,7 @@ class AsrService:
         self._unsubscribe: list[Callable[[], None]] = []
         self._latencies: deque[float] = deque(maxlen=self.settings.latency_window)
         self._max_lag = 0.0
+        self._lag_warned = 0.0
         self._counts: dict[str, int] = {
             "final_decodes": 0, "partial_decodes": 0, "finals_published": 0,
             "partials_published": 0, "dropped_finals": 0, "partials_skipped": 0,
@@ -196,7 +202,7 @@ class AsrService:
                 else internal_vad,
                 offset_s=offset_s,
             )
-            st = self._streams[key] = _StreamState(stream)
+            st = self._streams[key] = _StreamState(stream, fed_at=self.clock())
         return st.stream
 
     def feed_frame(self, call_id: str, party: str, frame: npt.NDArray[np.int16], rate: int,
@@ -212,8 +218,23 @@ class AsrService:
             st = self._streams[(call_id, party)]
         for req in st.stream.feed(frame, rate, t_s, speech):
             self._enqueue_final(st, req)
+        st.fed_at = now = self.clock()
         if st.stream.in_speech and st.stream.wants_partial():
             self._kick()
+        if now - self._last_sweep >= 10.0:
+            self.sweep_idle(now)
+
+    def sweep_idle(self, now: float | None = None) -> int:
+        """Close streams that were not fed for ``idle_close_s``; returns how many."""
+        now = self.clock() if now is None else now
+        self._last_sweep = now
+        idle = [k for k, st in self._streams.items()
+                if now - st.fed_at > self.settings.idle_close_s]
+        for key in idle:
+            log.warning("ASR stream %s/%s idle for %.0f s: closed", key[0], key[1],
+                        now - self._streams[key].fed_at)
+            self.close_stream(*key)
+        return len(idle)
 
     def end_of_speech(self, call_id: str, party: str, t_s: float | None = None) -> None:
         st = self._streams.get((call_id, party))
@@ -321,6 +342,10 @@ class AsrService:
             self._pending -= 1
             lag = time.monotonic() - st.finals[0].created
             self._max_lag = max(self._max_lag, lag)
+            if lag > self.settings.overload_lag_s and time.monotonic() - self._lag_warned > 10:
+                self._lag_warned = time.monotonic()
+                log.warning("ASR lagging: a final waited %.2f s (%d waiting, %d streams)",
+                            lag, self._pending, len(self._streams))
             st.final_in_flight = True
             return st, st.finals.popleft()
         workers = max(1, self.settings.workers)
