@@ -171,3 +171,12 @@ def test_window_is_bounded() -> None:
     assert window_seconds(0.5, o) == 4
     assert window_seconds(7.2, o) == 10
     assert window_seconds(40.0, o) == 30
+
+
+def test_zh_prompt_echo_is_removed() -> None:
+    from earpiece.media.asr_decoder import _strip_prompt_echo
+
+    assert _strip_prompt_echo("以下是你的帮助，再见。") == "你的帮助，再见。"
+    assert _strip_prompt_echo("以下是普通话的句子。我想换手机") == "我想换手机"
+    assert _strip_prompt_echo("以下两点") == "以下两点"  # too short a match to be an echo
+    assert _strip_prompt_echo("你好") == "你好"

@@ -197,6 +197,8 @@ class WhisperDecoder:
         tokens = [t for t in raw if t < tok.eot]
         avg_logprob = float(result.scores[0]) * seq_len / (seq_len + 1) if seq_len else -10.0
         text = tok.decode(tokens).strip()
+        if language == "zh":
+            text = _strip_prompt_echo(text)
         words: tuple[DecodedWord, ...] = ()
         if word_timestamps and tokens:
             aligned = self._wm.find_alignment(tok, [tokens], enc, content_frames)[0]
@@ -220,6 +222,14 @@ class WhisperDecoder:
             words=words,
             tokens=tuple(tokens),
         )
+
+
+def _strip_prompt_echo(text: str) -> str:
+    """Remove a copy of the start of :data:`ZH_PROMPT` that Whisper sometimes echoes."""
+    n = 0
+    while n < min(len(text), len(ZH_PROMPT)) and text[n] == ZH_PROMPT[n]:
+        n += 1
+    return text[n:].lstrip("，,。 ") if n >= 3 else text
 
 
 def _cut_at_audio_end(tokens: list[int], ts_begin: int, end_s: float) -> list[int]:
