@@ -170,13 +170,18 @@ def test_dead_air_is_silence() -> None:
 
 
 def test_late_fax_cng_is_not_taken_for_dead_air() -> None:
-    # the first CNG burst 3.7 s after answer (0.5 s on / 3 s off): past the old 3.5 s
+    # the first CNG burst 4.05 s after answer (0.5 s on / 3 s off): past the old 3.5 s
     # silence timeout, inside one CNG cycle after a late answer
-    parts = [np.zeros(int(3.7 * 8000))]
+    parts = [np.zeros(int(4.05 * 8000))]
     for _ in range(3):
         parts += [synth_tone([1100.0], 0.5, level_dbfs=-25), np.zeros(3 * 8000)]
     r = analyze_audio(_line(np.concatenate(parts)), 8000)
     assert r.label == "fax", r.evidence
+    # a click just before the late first burst does not end the wait
+    x = np.concatenate(parts)
+    x[int(3.9 * 8000):int(3.93 * 8000)] += np.random.default_rng(2).normal(0, 4000, 240)
+    r_click = analyze_audio(_line(x), 8000)
+    assert r_click.label == "fax", r_click.evidence
     # near miss: the same dead air without the tone is silence, at the timeout
     rng = np.random.default_rng(4)
     r2 = analyze_audio(_line(rng.normal(0, 3, 8 * 8000)), 8000)

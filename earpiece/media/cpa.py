@@ -426,8 +426,8 @@ class CallProgressDetector:
         if self._first_speech_s is None and self._utt is None and not tone_recent \
                 and t >= o.silence_timeout_s and self._tone_frames == 0:
             return self._decide("silence", 0.85, "no_speech")
-        dead_air = self._first_speech_s is None and self._utt is None \
-            and self._tone_frames == 0
+        # nothing said (a click may have opened an utterance) and no tone yet
+        dead_air = self._first_speech_s is None and self._tone_frames == 0
         if t >= o.max_s and not (tone_recent and t < o.tone_max_s) \
                 and not (dead_air and t < o.silence_timeout_s):
             if utt is not None and utt.speech_s >= o.min_utterance_s:
