@@ -835,3 +835,45 @@ async def test_websocket_upgrade_head_is_as_recorded() -> None:
 
     assert f"Sec-WebSocket-Accept: {accept}\r\n" in head
     assert without_accept(head) == without_accept(recorded)
+
+
+@needs_captures
+async def test_websocket_handshake_errors_as_recorded() -> None:
+    items = [json.loads(line) for line in
+             (CAPTURES / "ari" / "errors_websocket.jsonl").read_text().splitlines()]
+    pairs = [(q["raw"], r["raw"]) for q, r in zip(
+        [i for i in items if i["kind"] == "request"],
+        [i for i in items if i["kind"] == "response"], strict=True) if q.get("raw")]
+
+    def normal(raw: str) -> list[tuple[str, list[str], str]]:
+        """Each response: status line, header lines (no Date/Accept, any order), body."""
+        import re
+
+        out = []
+        for part in re.split(r"(?=HTTP/1\.1 \d{3} )", raw):
+            if not part:
+                continue
+            head, _, body = part.partition("\r\n\r\n")
+            status, *headers = head.split("\r\n")
+            keep = sorted(h.lower() for h in headers
+                          if not h.lower().startswith(("date:", "sec-websocket-accept:")))
+            out.append((status, keep, body))
+        return out
+
+    async with Simulator(scenario()) as sim:
+        for request, recorded in pairs:
+            reader, writer = await asyncio.open_connection("127.0.0.1", sim.ari_port)
+            writer.write(request.replace("127.0.0.1:8088", f"127.0.0.1:{sim.ari_port}")
+                         .encode())
+            got = b""
+            for _ in range(10):
+                try:
+                    got += await asyncio.wait_for(reader.read(4096), 0.1)
+                except TimeoutError:
+                    continue
+            assert not reader.at_eof()  # the connection is left open, as recorded
+            writer.close()
+            ours = got.decode("latin-1")
+            if recorded.startswith("HTTP/1.1 101"):
+                ours = ours.split("\r\n\r\n")[0] + "\r\n\r\n"
+            assert normal(ours) == normal(recorded)

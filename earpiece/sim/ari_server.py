@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,8 +53,7 @@ def json_response(obj: Any, status: int = 200, reason: str | None = None,
     hdrs = {"Cache-Control": "no-cache, no-store", "Content-Type": "application/json"}
     if headers:
         hdrs.update(headers)
-    return web.Response(text=dumps(obj), status=status, reason=reason, headers=hdrs,
-                        content_type=None)
+    return web.Response(body=dumps(obj).encode(), status=status, reason=reason, headers=hdrs)
 
 
 def error(status: int, message: str, reason: str | None = None) -> web.Response:
@@ -529,8 +529,19 @@ class AriServer:
     async def events(self, request: web.Request) -> web.StreamResponse:
         apps = [a for a in request.query.get("app", "").split(",") if a]
         if not apps:
-            return web.Response(status=400, text=MISSING_APP_HTML, content_type="text/html",
-                                headers={"Cache-Control": "no-cache, no-store"})
+            # recorded: the HTML 400, then a second, empty 400 on the same connection
+            first = web.Response(status=400, body=MISSING_APP_HTML.encode(),
+                                 headers={"Cache-Control": "no-cache, no-store",
+                                          "Content-Type": "text/html"})
+            await first.prepare(request)
+            await first.write_eof()
+            if request.transport is not None:
+                request.transport.write(
+                    b"HTTP/1.1 400 Bad Request\r\nServer: Asterisk/22.10.1\r\nDate: "
+                    + time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
+                    + b"\r\nCache-Control: no-cache, no-store\r\n"
+                    b"Sec-WebSocket-Version: 7, 8, 13\r\nContent-Length: 0\r\n\r\n")
+            return first
         protocols = request.headers.get("Sec-WebSocket-Protocol", "")
         if protocols and "ari" not in [p.strip() for p in protocols.split(",")]:
             return web.Response(status=400, headers={"Cache-Control": "no-cache, no-store",
