@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from earpiece.bus import EventBus
-from earpiece.errors import PbxError
+from earpiece.errors import PbxConnectionError, PbxError
 from earpiece.events import (
     CallEnded,
+    CallStarted,
     CallState,
     CallStateChanged,
     ChannelJoined,
@@ -62,6 +63,8 @@ class FakeAri:
 
     says: dict[str, str]  # snooped channel id -> prompt
     fail_on: str = ""
+    down: bool = False  # ARI unreachable: every request raises PbxConnectionError
+    gone: set[str] = field(default_factory=set)  # party channels hung up (not listed)
     seconds: float = 3.0
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     bridges: dict[str, list[str]] = field(default_factory=dict)
@@ -71,6 +74,9 @@ class FakeAri:
 
     def _maybe_fail(self, op: str) -> None:
         self.calls.append(op)
+        if self.down:  # what AriClient raises when nothing listens
+            raise PbxConnectionError(f"ARI {op}: Connection refused") from (
+                ConnectionRefusedError(111, "Connection refused"))
         if op == self.fail_on:
             raise PbxError(f"injected failure in {op}")
 
@@ -119,7 +125,7 @@ class FakeAri:
             self.senders.append(asyncio.create_task(self._play(kinds["em"], said)))
 
     async def hangup_channel(self, channel_id: str, reason: str = "normal") -> None:
-        self.calls.append("hangup_channel")
+        self._maybe_fail("hangup_channel")
         if self.channels.pop(channel_id, None) is None:
             err = PbxError("404 Channel not found")
             err.status = 404  # type: ignore[attr-defined]
@@ -129,11 +135,19 @@ class FakeAri:
                 members.remove(channel_id)
 
     async def destroy_bridge(self, bridge_id: str) -> None:
-        self.calls.append("destroy_bridge")
+        self._maybe_fail("destroy_bridge")
         if self.bridges.pop(bridge_id, None) is None:
             err = PbxError("404 Bridge not found")
             err.status = 404  # type: ignore[attr-defined]
             raise err
+
+    async def list_channels(self) -> list[Obj]:
+        self._maybe_fail("list_channels")
+        return [Obj(c) for c in [*self.says, *self.channels] if c not in self.gone]
+
+    async def list_bridges(self) -> list[Obj]:
+        self._maybe_fail("list_bridges")
+        return [Obj(b) for b in self.bridges]
 
     async def _play(self, em: dict[str, Any], name: str) -> None:
         pcm = prompt(name)[: int(8000 * self.seconds)]
@@ -433,3 +447,179 @@ async def test_agent_transfer_follows_the_new_channel() -> None:
         await fork.stop()
         ari.close()
     assert ari.live() == [] and fork._calls == {}
+
+
+# --- early media, ARI outages ----------------------------------------------------------------
+
+def make_fork(ari: FakeAri, **kw: Any) -> tuple[EventBus, FrameHub, MediaFork]:
+    bus = EventBus()
+    hub = FrameHub(bus=bus)
+    settings = MediaSettings(rtp_port_min=0, rtp_port_max=0,
+                             early_media=kw.pop("early_media", True))
+    fork = MediaFork(bus=bus, ari=ari, settings=settings, app="earpiece", hub=hub,
+                     receiver=RtpReceiver(settings, hub), **kw)
+    return bus, hub, fork
+
+
+def outbound_start(bus: EventBus, call_id: str = "call-1", direction: str = "outbound") -> None:
+    bus.publish(CallStarted(call_id=call_id, direction=direction,  # type: ignore[arg-type]
+                            channel="PJSIP/cust1-00000001"))
+    bus.publish(ChannelJoined(call_id=call_id, channel="PJSIP/cust1-00000001",
+                              uniqueid="chan-cust", role=ChannelRole.CUSTOMER))
+
+
+async def test_outbound_customer_is_forked_before_the_answer() -> None:
+    """Early media: the customer's snoop exists from the channel's creation; a call that is
+    never answered is torn down on its hangup."""
+    ari = FakeAri(says={"chan-cust": X}, seconds=1.0)
+    bus, hub, fork = make_fork(ari)
+    frames: list[AudioFrame] = []
+    hub.subscribe(frames.append, rate=8000, party="customer")
+    await fork.start()
+    try:
+        outbound_start(bus)
+        await wait_for(lambda: len(frames) >= 40)  # audio flows with no answer at all
+        assert [leg.party for leg in fork.legs()] == ["customer"]
+        assert fork.stats.early_attached == 1 and len(ari.live()) == 3
+        bus.publish(ChannelLeft(call_id="call-1", channel="PJSIP/cust1-00000001",
+                                uniqueid="chan-cust", cause=17))
+        bus.publish(CallEnded(call_id="call-1", outcome=CallState.BUSY, hangup_cause=17))
+        await wait_for(lambda: not fork.legs() and not ari.live() and not fork._calls)
+    finally:
+        await fork.stop()
+        ari.close()
+    assert best_match(np.concatenate([f.pcm for f in frames]), prompt(X)).corr > 0.95
+    assert fork.stats.teardown_errors == 0 and fork.receiver is not None
+    assert fork.receiver.ports == {}
+
+
+async def test_early_fork_goes_on_after_the_answer_and_the_agent_joins() -> None:
+    ari = FakeAri(says={"chan-cust": X, "chan-agent": Y}, seconds=0.5)
+    bus, _, fork = make_fork(ari)
+    await fork.start()
+    try:
+        outbound_start(bus)
+        await wait_for(lambda: len(fork.legs()) == 1)
+        early = fork.legs()[0]
+        call_events(bus)  # the same joins again, the answer, then the agent
+        await wait_for(lambda: len(fork.legs()) == 2)
+        await asyncio.sleep(0.05)
+        legs = {leg.party: leg for leg in fork.legs()}
+        assert legs["customer"] is early  # not forked twice
+        assert fork.stats.attached == 2 and fork.stats.early_attached == 1
+        assert len(ari.live()) == 6
+    finally:
+        await fork.stop()
+        ari.close()
+    assert ari.live() == []
+
+
+@pytest.mark.parametrize(("early_media", "direction"), [(False, "outbound"), (True, "inbound")])
+async def test_no_fork_before_the_answer(early_media: bool, direction: str) -> None:
+    ari = FakeAri(says={"chan-cust": X, "chan-agent": Y}, seconds=0.2)
+    bus, _, fork = make_fork(ari, early_media=early_media)
+    await fork.start()
+    try:
+        outbound_start(bus, direction=direction)
+        await asyncio.sleep(0.1)
+        assert fork.legs() == [] and ari.calls == []
+        bus.publish(CallStateChanged(call_id="call-1", old=CallState.RINGING,
+                                     new=CallState.ANSWERED, source="test"))
+        await wait_for(lambda: len(fork.legs()) == 1)
+        assert fork.stats.early_attached == 0
+    finally:
+        await fork.stop()
+        ari.close()
+
+
+async def test_attach_is_retried_while_ari_is_down() -> None:
+    ari = FakeAri(says={"chan-cust": X, "chan-agent": Y}, seconds=0.5, down=True)
+    bus, hub, fork = make_fork(ari, retry_initial_s=0.05, retry_max_s=0.2)
+    got: dict[str, int] = {"customer": 0, "agent": 0}
+    hub.subscribe(lambda f: got.__setitem__(f.party, got[f.party] + 1))
+    await fork.start()
+    try:
+        call_events(bus)
+        await wait_for(lambda: fork.stats.attach_failed >= 4)  # first tries and retries
+        assert fork.legs() == [] and ari.live() == []
+        ari.down = False
+        await wait_for(lambda: len(fork.legs()) == 2)
+        await wait_for(lambda: got["customer"] >= 20 and got["agent"] >= 20)
+        assert fork.stats.retries >= 2 and not fork._retrying
+        assert fork._leftovers == []  # nothing had been created: nothing to remove later
+    finally:
+        await fork.stop()
+        ari.close()
+    assert ari.live() == []
+
+
+async def test_retries_stop_with_the_call_and_other_failures_are_not_retried() -> None:
+    ari = FakeAri(says={"chan-cust": X, "chan-agent": Y}, down=True)
+    bus, _, fork = make_fork(ari, retry_initial_s=0.05, retry_max_s=0.05)
+    await fork.start()
+    try:
+        call_events(bus)
+        await wait_for(lambda: fork.stats.retries >= 2)
+        bus.publish(CallEnded(call_id="call-1", outcome=CallState.ANSWERED))
+        await wait_for(lambda: not fork._retrying)
+        retries = fork.stats.retries
+        ari.down = False
+        await asyncio.sleep(0.2)
+        assert fork.stats.retries == retries and ari.live() == []
+        # a refusal by the PBX (the channel is gone, say) is final
+        ari.fail_on = "snoop_channel"
+        assert await fork.attach("call-2", "customer", "chan-cust") is None
+        await asyncio.sleep(0.2)
+        assert fork.stats.retries == retries and not fork._retrying
+    finally:
+        await fork.stop()
+        ari.close()
+    assert ari.live() == []
+
+
+async def test_resync_attaches_missing_replaces_vanished_and_removes_leftovers() -> None:
+    ari = FakeAri(says={"chan-cust": X, "chan-agent": Y}, seconds=1.0, fail_on="snoop_channel")
+    # retries far off: only resync() can repair anything here
+    bus, hub, fork = make_fork(ari, retry_initial_s=60.0)
+    got: dict[str, list[AudioFrame]] = {"customer": [], "agent": []}
+    hub.subscribe(lambda f: got[f.party].append(f))
+    await fork.start()
+    try:
+        call_events(bus)
+        await wait_for(lambda: fork.stats.attach_failed == 2)
+        assert fork.legs() == [] and ari.live() == []
+        ari.fail_on = ""
+        await fork.resync()  # 1. answered parties with no fork get one
+        assert {leg.party for leg in fork.legs()} == {"customer", "agent"}
+        await wait_for(lambda: len(got["customer"]) >= 40 and len(got["agent"]) >= 40)
+        legs = {leg.party: leg for leg in fork.legs()}
+        # 2. the customer's snoop vanished at the PBX (e.g. a restart): fork made again
+        ari.channels.pop(legs["customer"].snoop_id)
+        before = len(got["customer"])
+        await fork.resync()
+        now = {leg.party: leg for leg in fork.legs()}
+        assert now["agent"] is legs["agent"] and now["customer"] is not legs["customer"]
+        assert now["customer"].snoop_id in ari.channels and fork.stats.replaced == 1
+        assert legs["customer"].em_id not in ari.channels  # the broken one is gone
+        assert legs["customer"].bridge_id not in ari.bridges
+        await wait_for(lambda: len(got["customer"]) >= before + 40)
+        assert len(ari.live()) == 6
+        # 3. the agent hung up while nobody listened: its fork goes
+        ari.gone.add("chan-agent")
+        await fork.resync()
+        assert [leg.party for leg in fork.legs()] == ["customer"] and len(ari.live()) == 3
+        # 4. the call ends while ARI is down: the removals wait for the next resync
+        ari.down = True
+        bus.publish(CallEnded(call_id="call-1", outcome=CallState.ANSWERED))
+        await wait_for(lambda: not fork.legs())
+        assert len(ari.live()) == 3 and fork.stats.teardown_deferred == 3
+        assert fork.stats.teardown_errors == 0
+        await fork.resync()  # still down: nothing lost
+        assert len(fork._leftovers) == 3
+        ari.down = False
+        await fork.resync()
+        assert ari.live() == [] and fork._leftovers == []
+        assert fork.stats.resyncs == 4
+    finally:
+        await fork.stop()
+        ari.close()

@@ -37,6 +37,7 @@ eight methods needed (``earpiece.agi.ari_client.AriClient`` implements it).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 import uuid as uuidlib
@@ -44,7 +45,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from earpiece.bus import EventBus
 from earpiece.errors import EarpieceError, PbxConnectionError
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 ENDED_MEMORY = 10_000
 RETRY_INITIAL_S = 0.5  # first retry of an attach that failed for want of ARI
 RETRY_MAX_S = 8.0
+
+T = TypeVar("T")
 
 ROLE_PARTY: dict[ChannelRole, Party] = {
     ChannelRole.CUSTOMER: "customer",
@@ -504,19 +507,17 @@ class MediaFork:
         leg.bridge_id = f"{leg.key}-bridge"
         leg.em_id = f"{leg.key}-em"
         leg.snoop_id = f"{leg.key}-snoop"
-        leg.requested.add("bridge")
-        bridge = await ari.create_bridge(type="mixing", bridge_id=leg.bridge_id,
-                                         name=f"earpiece {leg.call_id} {leg.party}")
+        bridge = await _make(leg, "bridge", ari.create_bridge(
+            type="mixing", bridge_id=leg.bridge_id, name=f"earpiece {leg.call_id} {leg.party}"))
         leg.bridge_id = bridge.id
         leg.created.append("bridge")
         if s.transport == "rtp":
             assert self.receiver is not None
             leg.port = await self.receiver.allocate_port()
-            leg.requested.add("external_media")
-            em = await ari.external_media(
+            em = await _make(leg, "external_media", ari.external_media(
                 app=self.app, external_host=f"{self._advertise()}:{leg.port}", format=s.format,
                 channel_id=leg.em_id,
-            )
+            ))
             leg.em_id = em.id
             leg.created.append("external_media")
             leg.source = expected_source(em.channelvars)
@@ -527,20 +528,18 @@ class MediaFork:
             leg.audiosocket_uuid = str(uuidlib.uuid4())
             leg.stream = self.audiosocket.register(leg.audiosocket_uuid, leg.call_id, leg.party,
                                                    codec)
-            leg.requested.add("external_media")
-            em = await ari.external_media(
+            em = await _make(leg, "external_media", ari.external_media(
                 app=self.app, external_host=f"{self._advertise()}:{self.audiosocket.port}",
                 format="slin16" if codec == "slin16le" else "slin", channel_id=leg.em_id,
                 encapsulation="audiosocket", transport="tcp", connection_type="client",
                 data=leg.audiosocket_uuid,
-            )
+            ))
             leg.em_id = em.id
             leg.created.append("external_media")
-        leg.requested.add("snoop")
-        snoop = await ari.snoop_channel(
+        snoop = await _make(leg, "snoop", ari.snoop_channel(
             leg.channel_id, app=self.app, spy="in",
             app_args=f"earpiece-media,{leg.call_id},{leg.party}", snoop_id=leg.snoop_id,
-        )
+        ))
         leg.snoop_id = snoop.id
         leg.created.append("snoop")
         await ari.add_channel_to_bridge(leg.bridge_id, leg.em_id)
@@ -580,6 +579,32 @@ class MediaFork:
                 self.stats.teardown_errors += 1
                 log.warning("media teardown of %s %s: %s %s: %s", call_id, party, kind, rid,
                             exc)
+
+
+async def _make(leg: MediaLeg, what: str, request: Awaitable[T]) -> T:
+    """Await a create request; ``what`` may exist at the PBX afterwards unless the request
+    never reached it (connection refused), in which case teardown skips it."""
+    leg.requested.add(what)
+    try:
+        return await request
+    except PbxConnectionError as exc:
+        if _refused(exc):
+            leg.requested.discard(what)
+        raise
+
+
+def _refused(exc: BaseException) -> bool:
+    """The connection was refused: the request was never sent."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bounded in case of a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or (
+            isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED
+        ):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def expected_source(channelvars: dict[str, str] | None) -> tuple[str, int] | None:
