@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from earpiece.media.amd_model import FEATURES, AmdModel, fit, load_default
 from earpiece.media.amd_train import choose_operating_point, simulate, trace
@@ -86,6 +88,8 @@ def test_model_validation_and_json_roundtrip(tmp_path: Path) -> None:
                             "weights": [1.0]})
     with pytest.raises(ValueError):
         AmdModel.from_dict({**base, "weights": base["weights"][:-1]})
+    with pytest.raises(ValueError):
+        AmdModel.from_dict({**base, "bias": float("nan")})
 
 
 def test_packaged_model_was_trained_on_the_tune_split() -> None:
@@ -174,3 +178,21 @@ def test_no_machine_verdict_on_a_greeting_onset(tmp_path: Path) -> None:
     short = analyze_audio(_call(body[: int(0.4 * 8000)], 0.5, 6), 8000, options=opts)
     assert short.evidence["rule"] == "analysis_time_model"
     assert short.decision_s >= opts.max_s
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+                    st.text(max_size=4), st.lists(st.floats(-2, 2), max_size=3),
+                    st.lists(st.sampled_from(FEATURES), max_size=3))
+
+
+@given(st.dictionaries(st.sampled_from(["features", "mean", "scale", "weights", "bias",
+                                        "machine_p", "human_p", "min_silence_s", "meta"]),
+                       _values))
+@settings(max_examples=200, deadline=None)
+def test_model_file_parser_raises_only_value_error(d: dict[str, object]) -> None:
+    try:
+        m = AmdModel.from_dict(d)
+    except ValueError:
+        return
+    assert len(m.features) == len(m.weights) > 0
+    assert 0.0 <= m.probability(np.zeros(len(FEATURES))) <= 1.0

@@ -60,6 +60,8 @@ class AmdModel:
             raise ValueError("amd model: features, mean, scale and weights differ in length")
         if any(s <= 0 or not math.isfinite(s) for s in self.scale):
             raise ValueError("amd model: scale must be positive")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.weights, self.bias)):
+            raise ValueError("amd model: mean, weights and bias must be finite")
         if not 0.0 <= self.human_p < self.machine_p <= 1.0:
             raise ValueError("amd model: need 0 <= human_p < machine_p <= 1")
         unknown = set(self.features) - set(FEATURES)
