@@ -6,6 +6,7 @@ the end-to-end test at the bottom uses the simulator and the real ARI client."""
 from __future__ import annotations
 
 import asyncio
+import glob
 import socket
 import struct
 import time
@@ -468,11 +469,11 @@ def outbound_start(bus: EventBus, call_id: str = "call-1", direction: str = "out
                               uniqueid="chan-cust", role=ChannelRole.CUSTOMER))
 
 
-async def test_outbound_customer_is_forked_before_the_answer() -> None:
+async def test_outbound_customer_is_forked_before_the_answer(tmp_path: Path) -> None:
     """Early media: the customer's snoop exists from the channel's creation; a call that is
-    never answered is torn down on its hangup."""
+    never answered is torn down on its hangup (and not recorded)."""
     ari = FakeAri(says={"chan-cust": X}, seconds=1.0)
-    bus, hub, fork = make_fork(ari)
+    bus, hub, fork = make_fork(ari, recorder=Recorder(RecordingSettings(directory=tmp_path)))
     frames: list[AudioFrame] = []
     hub.subscribe(frames.append, rate=8000, party="customer")
     await fork.start()
@@ -491,16 +492,21 @@ async def test_outbound_customer_is_forked_before_the_answer() -> None:
     assert best_match(np.concatenate([f.pcm for f in frames]), prompt(X)).corr > 0.95
     assert fork.stats.teardown_errors == 0 and fork.receiver is not None
     assert fork.receiver.ports == {}
+    assert glob.glob(f"{tmp_path}/**/*.wav", recursive=True) == []  # unanswered: no recording
 
 
-async def test_early_fork_goes_on_after_the_answer_and_the_agent_joins() -> None:
+async def test_early_fork_goes_on_after_the_answer_and_the_agent_joins(tmp_path: Path) -> None:
     ari = FakeAri(says={"chan-cust": X, "chan-agent": Y}, seconds=0.5)
-    bus, _, fork = make_fork(ari)
+    bus, hub, fork = make_fork(ari, recorder=Recorder(RecordingSettings(directory=tmp_path)))
+    early_frames: list[AudioFrame] = []
+    unsubscribe = hub.subscribe(early_frames.append, party="customer")
     await fork.start()
     try:
         outbound_start(bus)
         await wait_for(lambda: len(fork.legs()) == 1)
         early = fork.legs()[0]
+        await wait_for(lambda: len(early_frames) >= 10)
+        unsubscribe()
         call_events(bus)  # the same joins again, the answer, then the agent
         await wait_for(lambda: len(fork.legs()) == 2)
         await asyncio.sleep(0.05)
@@ -508,10 +514,20 @@ async def test_early_fork_goes_on_after_the_answer_and_the_agent_joins() -> None
         assert legs["customer"] is early  # not forked twice
         assert fork.stats.attached == 2 and fork.stats.early_attached == 1
         assert len(ari.live()) == 6
+        await asyncio.sleep(0.6)
+        bus.publish(CallEnded(call_id="call-1", outcome=CallState.ANSWERED))
+        await wait_for(lambda: not fork.legs())
     finally:
         await fork.stop()
         ari.close()
     assert ari.live() == []
+    # recorded from the answer on; the early media before it is silence on the same timeline
+    folder = tmp_path / time.strftime("%Y-%m-%d", time.gmtime()) / "call-1"
+    with wave.open(str(folder / "customer.wav")) as w:
+        cust = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert len(cust) >= 160 * 25
+    assert not cust[: 160 * 10].any()  # the early frames were not recorded
+    assert (folder / "stereo.wav").exists()
 
 
 @pytest.mark.parametrize(("early_media", "direction"), [(False, "outbound"), (True, "inbound")])

@@ -5,7 +5,9 @@ For each party of an answered call (``ChannelJoined`` with role CUSTOMER/AGENT, 
 of an outbound call as soon as its channel joins (``CallStarted`` direction ``outbound``): the
 snoop then carries the early media (ringback, busy tone, SIT + intercept announcement) to
 call-progress analysis before or without any signalling (see the ``early_media_*`` captures:
-silence until the 183, then the early media, until the channel hangs up), through ARI:
+silence until the 183, then the early media, until the channel hangs up). Recordings cover
+answered calls only (from the answer on; early media before it is written as silence, so both
+parties stay on one timeline). Per party, through ARI:
 
 1. allocate a UDP port from the receiver's range;
 2. create a mixing bridge and an ``externalMedia`` channel sending RTP to
@@ -311,6 +313,9 @@ class MediaFork:
         if cm.answered or cm.ended:
             return
         cm.answered = True
+        if self.recorder is not None and cm.legs:
+            # answered calls only are recorded; the early media before is left as silence
+            self.recorder.start_call(ev.call_id)
         for party, channel_id in list(cm.channels.items()):
             self._spawn(self.attach(ev.call_id, party, channel_id))
 
@@ -377,7 +382,7 @@ class MediaFork:
                 return None, exc
             leg.attached_at = time.monotonic()
             cm.legs[party] = leg
-            if self.recorder is not None:
+            if self.recorder is not None and cm.answered:
                 self.recorder.start_call(call_id)
             self.stats.attached += 1
             if not cm.answered:
