@@ -877,3 +877,44 @@ async def test_websocket_handshake_errors_as_recorded() -> None:
             if recorded.startswith("HTTP/1.1 101"):
                 ours = ours.split("\r\n\r\n")[0] + "\r\n\r\n"
             assert normal(ours) == normal(recorded)
+
+
+async def test_snoop_direction_on_a_local_pair_as_recorded() -> None:
+    """captures/rtp/snoop_direction: A = ;1 plays demo-congrats on itself, B = ;2 plays
+    demo-echotest; spy=in on A carries B's prompt, spy=out on A carries A's own."""
+    sc = Scenario.from_dict({"endpoints": [
+        {"name": "pair", "hangup_after_s": 0,
+         "says": [{"wav": "demo-echotest", "at_s": 0.3}]}]})
+    async with Simulator(sc) as sim, aiohttp.ClientSession() as s:
+        ari = Ari(sim, s)
+        await ari.connect(subscribe_all=False)
+        await ari.req("POST", "/ari/channels", endpoint="Local/pair@test", app="assist",
+                      channelId="A", otherChannelId="B")
+        await ari.wait(lambda e: e["type"] == "StasisStart" and e["channel"]["id"] == "A")
+        sinks = {}
+        for spy in ("in", "out"):
+            sinks[spy] = RtpSink()
+            await ari.req("POST", "/ari/bridges", type="mixing", bridgeId=f"b-{spy}")
+            await ari.req("POST", "/ari/channels/externalMedia", app="assist",
+                          external_host=f"127.0.0.1:{sinks[spy].port}", format="ulaw",
+                          channelId=f"em-{spy}")
+            await ari.wait(lambda e, i=f"em-{spy}": e["type"] == "StasisStart"
+                           and e["channel"]["id"] == i)
+            await ari.req("POST", "/ari/channels/A/snoop", spy=spy, app="assist",
+                          snoopId=f"sn-{spy}")
+            await ari.req("POST", f"/ari/bridges/b-{spy}/addChannel",
+                          channel=f"em-{spy},sn-{spy}")
+        await ari.req("POST", "/ari/channels/A/play", media="sound:demo-congrats")
+        await asyncio.sleep(2.0)
+        await ari.req("DELETE", "/ari/channels/A")
+        for spy in ("in", "out"):
+            await ari.req("DELETE", f"/ari/channels/em-{spy}")
+            await ari.req("DELETE", f"/ari/bridges/b-{spy}")
+            await sinks[spy].close()
+        await ari.close()
+        assert not sim.channels() and not sim.bridges()
+    pcm = {spy: np.concatenate([ulaw_decode(p[1][12:]) for p in sink.packets])
+           for spy, sink in sinks.items()}
+    congrats, echotest = load_sound("demo-congrats"), load_sound("demo-echotest")
+    assert best_corr(pcm["in"], echotest) > 0.99 and best_corr(pcm["in"], congrats) < 0.5
+    assert best_corr(pcm["out"], congrats) > 0.99 and best_corr(pcm["out"], echotest) < 0.5

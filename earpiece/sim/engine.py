@@ -798,13 +798,34 @@ class Engine:
             except audio.SoundNotFoundError:
                 log.warning("ss-noservice prompt not installed")
 
+    @staticmethod
+    def _local_partner(ch: Channel) -> Channel | None:
+        if ch.tech == "Local" and isinstance(ch.call, tuple):
+            return next((half for half in ch.call if half is not ch), None)
+        return None
+
+    def sent_by(self, ch: Channel, start: int, n: int,
+                out: np.ndarray[Any, np.dtype[np.int32]]) -> None:
+        """What ``ch`` sends into Asterisk: a phone's party's voice; for a Local half, what
+        comes through the Local pair from its other half (``captures/rtp/snoop_direction``:
+        ``spy=in`` on ``;1`` carried the prompt ``;2`` played)."""
+        partner = self._local_partner(ch)
+        if partner is not None:
+            partner.voice.read(start, n, out)
+            partner.played.read(start, n, out)
+            return
+        ch.voice.read(start, n, out)
+
     def heard_by(self, ch: Channel, start: int, n: int,
                  out: np.ndarray[Any, np.dtype[np.int32]]) -> None:
-        """What ``ch``'s party hears: bridged peers' voices, whispers, playbacks."""
+        """What ``ch``'s party hears (what Asterisk sends to ``ch``): bridged peers' voices,
+        whispers, playbacks on ``ch``."""
         if ch.bridge is not None and ch.bridge.bridge_class == "basic":
             for peer in ch.bridge.channels:
                 if peer is not ch:
-                    peer.voice.read(start, n, out)
+                    self.sent_by(peer, start, n, out)
+        if ch.tech == "Local":
+            ch.voice.read(start, n, out)  # a Local half's own dialplan Playback
         ch.whisper.read(start, n, out)
         ch.played.read(start, n, out)
 
@@ -814,7 +835,7 @@ class Engine:
         if target is None or target.hungup:
             return
         if snoop.spy in ("in", "both"):
-            target.voice.read(start, n, out)
+            self.sent_by(target, start, n, out)
         if snoop.spy in ("out", "both"):
             self.heard_by(target, start, n, out)
 
@@ -833,8 +854,7 @@ class Engine:
                 if member.tech == "Snoop":
                     self.snoop_audio(member, start, n, out)
                 else:
-                    member.voice.read(start, n, out)
-                    member.played.read(start, n, out)
+                    self.sent_by(member, start, n, out)
             return np.clip(out, -32768, 32767).astype(np.int16)
 
         return source
