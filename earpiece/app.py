@@ -122,6 +122,7 @@ class Service:
                                recorder=recorder)
         await self.media.start()
         self._cleanups.append(self.media.stop)
+        self.media.schedule_resync(self.registry.calls.values())  # calls live at our start
         if s.cpa.enabled:
             self._start_cpa()
         if s.asr.enabled:
@@ -181,7 +182,7 @@ class Service:
         )
         self.registry.reconcile_ari(channels)
         if self.media is not None:  # forks missed or broken during the outage (background)
-            self.media.schedule_resync()
+            self.media.schedule_resync(self.registry.calls.values())
         self.resyncs["ari"] += 1
         log.info("ARI resync: %d live channels", len(channels))
 

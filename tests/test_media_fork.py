@@ -639,3 +639,35 @@ async def test_resync_attaches_missing_replaces_vanished_and_removes_leftovers()
     finally:
         await fork.stop()
         ari.close()
+
+
+async def test_adopt_forks_calls_that_were_live_before_the_fork_started() -> None:
+    from earpiece.agi.call import Call, Channel
+
+    ari = FakeAri(says={"chan-cust": X, "chan-agent": Y, "chan-old-agent": X}, seconds=0.3)
+    _, _, fork = make_fork(ari, retry_initial_s=60.0)
+    now = time.time()
+    answered = Call(id="call-1", created=now - 9, direction="outbound", answered=now - 5)
+    for uid, role, created, alive in (("chan-cust", ChannelRole.CUSTOMER, now - 9, True),
+                                      ("chan-old-agent", ChannelRole.AGENT, now - 6, False),
+                                      ("chan-agent", ChannelRole.AGENT, now - 4, True),
+                                      ("chan-loc", ChannelRole.LOCAL_PEER, now - 9, True)):
+        answered.channels[uid] = Channel(uid, f"PJSIP/{uid}", role, created, alive=alive)
+    ringing = Call(id="call-2", created=now - 1, direction="outbound")
+    ringing.channels["chan-cust2"] = Channel("chan-cust2", "PJSIP/c2", ChannelRole.CUSTOMER,
+                                             now - 1)
+    inbound = Call(id="call-3", created=now - 1, direction="inbound")
+    inbound.channels["chan-in"] = Channel("chan-in", "PJSIP/c3", ChannelRole.CUSTOMER, now - 1)
+    ari.says.update({"chan-cust2": X, "chan-in": X})
+    await fork.start()
+    try:
+        fork.schedule_resync([answered, ringing, inbound])
+        await wait_for(lambda: len(fork.legs()) == 3)
+        await asyncio.sleep(0.05)
+        got = sorted((leg.call_id, leg.party, leg.channel_id) for leg in fork.legs())
+        assert got == [("call-1", "agent", "chan-agent"), ("call-1", "customer", "chan-cust"),
+                       ("call-2", "customer", "chan-cust2")]  # early media; inbound waits
+    finally:
+        await fork.stop()
+        ari.close()
+    assert ari.live() == []

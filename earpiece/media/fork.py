@@ -44,11 +44,12 @@ import logging
 import time
 import uuid as uuidlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from earpiece.agi.call import Call
 from earpiece.bus import EventBus
 from earpiece.errors import EarpieceError, PbxConnectionError
 from earpiece.events import (
@@ -417,11 +418,37 @@ class MediaFork:
         finally:
             self._retrying.pop((call_id, party), None)
 
-    def schedule_resync(self) -> None:
-        """Run :meth:`resync` in the background (for an ARI ``on_connected`` callback, which
-        must not hold up the event stream)."""
-        if self._running:
-            self._spawn(self.resync())
+    def adopt(self, calls: Iterable[Call]) -> None:
+        """Take the call registry's view of live calls (``Registry.calls.values()``): calls
+        that were live before this fork started, or whose events it missed, get their parties
+        (and answer / direction) known here, for :meth:`resync` to attach."""
+        for call in calls:
+            if call.ended is not None or call.id in self._ended or not self._running:
+                continue
+            cm = self._call(call.id)
+            if cm.ended:
+                continue
+            cm.outbound = cm.outbound or call.direction == "outbound"
+            if call.answered is not None and not cm.answered:
+                cm.answered = True
+                if self.recorder is not None and cm.legs:
+                    self.recorder.start_call(call.id)
+            newest: dict[Party, tuple[float, str]] = {}
+            for ch in call.channels.values():
+                party = ROLE_PARTY.get(ch.role)
+                if party is not None and ch.alive and ch.created >= newest.get(party, (-1.0,))[0]:
+                    newest[party] = (ch.created, ch.uniqueid)
+            for party, (_, uid) in newest.items():
+                cm.channels[party] = uid
+
+    def schedule_resync(self, calls: Iterable[Call] | None = None) -> None:
+        """:meth:`adopt` ``calls``, then run :meth:`resync` in the background (for an ARI
+        ``on_connected`` callback, which must not hold up the event stream)."""
+        if not self._running:
+            return
+        if calls is not None:
+            self.adopt(calls)
+        self._spawn(self.resync())
 
     async def resync(self) -> None:
         """Make the forks match the PBX after an ARI outage.
