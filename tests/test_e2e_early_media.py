@@ -223,3 +223,33 @@ async def test_call_answered_while_ari_is_down_gets_its_forks(tmp_path: Path) ->
     assert best_match(cust, prompt(X)).corr > 0.9
     assert best_match(agent, prompt(Y)).corr > 0.9
     assert best_match(cust, prompt(Y)).corr < 0.5
+
+
+async def test_call_live_before_earpiece_starts_gets_its_forks(tmp_path: Path) -> None:
+    from earpiece.sim.engine import OriginateRequest
+
+    ep = {"name": "c_before", "ring_s": 0.3, "hangup_after_s": 8.0,
+          "says": [{"wav": X, "at_s": 3.5}], "agent_says": [{"wav": Y, "at_s": 3.3}]}
+    async with Simulator(scenario([ep]), seed=9) as sim:
+        sim.originate(OriginateRequest(channel="PJSIP/c_before", context="dialer",
+                                       exten="agent", callerid_name="Dialer",
+                                       callerid_num="5000", action_id="before-1"))
+        await wait_until(lambda: any(c.name.startswith("PJSIP/agent1-")
+                                     for c in sim.channels()))
+        service = service_for(sim, tmp_path)
+        frames: dict[str, list[np.ndarray]] = {"customer": [], "agent": []}
+        ended: list[str] = []
+        service.bus.subscribe(CallEnded, lambda ev: ended.append(ev.call_id))
+        try:
+            await service.start()
+            media = service.media
+            service.hub.subscribe(lambda f: frames[f.party].append(f.pcm))
+            await wait_until(lambda: {leg.party for leg in media.legs()}
+                             == {"customer", "agent"}, 10.0)
+            await wait_until(lambda: bool(ended), 20.0)
+            await wait_until(lambda: not leftovers(sim) and not media.legs(), 5.0)
+        finally:
+            await service.stop()
+        assert leftovers(sim) == []
+    assert best_match(np.concatenate(frames["customer"]), prompt(X)).corr > 0.9
+    assert best_match(np.concatenate(frames["agent"]), prompt(Y)).corr > 0.9
