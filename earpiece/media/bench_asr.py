@@ -99,6 +99,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="decoding workers")
     parser.add_argument("--cpu-threads", type=int, default=None,
                         help="threads per worker (default: cores / workers)")
+    parser.add_argument("--pad-s", type=float, default=None,
+                        help="silence after the audio in the encoder window (decoder default)")
+    parser.add_argument("--min-window-s", type=float, default=None,
+                        help="shortest encoder window (decoder default)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the batch faster-whisper reference runs")
     parser.add_argument("--skip", default="",
@@ -421,7 +425,9 @@ def measure_streams(runner: WhisperRunner, prompts: list[Prompt], workers: int,
 # -- main ------------------------------------------------------------------------------------
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    from earpiece.media.asr_decoder import WhisperDecoder
+    from dataclasses import replace
+
+    from earpiece.media.asr_decoder import WhisperDecoder, default_options
     from earpiece.media.asr_model import load_model
     from earpiece.media.asr_runner import WhisperRunner
     from earpiece.media.settings import AsrSettings
@@ -437,13 +443,19 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                            workers=args.workers or base.workers)
     started = time.monotonic()
     loaded = load_model(settings, cpu_threads=args.cpu_threads)
-    runner = WhisperRunner(WhisperDecoder(loaded))
+    options = default_options(loaded.info.multilingual)
+    if args.pad_s is not None:
+        options = replace(options, pad_s=args.pad_s)
+    if args.min_window_s is not None:
+        options = replace(options, min_window_s=args.min_window_s)
+    runner = WhisperRunner(WhisperDecoder(loaded, options))
     out: dict[str, Any] = {
         "model": settings.model, "device": loaded.device, "compute_type": loaded.compute_type,
         "workers": loaded.num_workers, "cpu_threads": loaded.cpu_threads,
         "cores": len(os.sched_getaffinity(0)), "loadavg_start": [round(x, 2) for x in
                                                                   os.getloadavg()],
         "model_load_s": round(loaded.load_s, 2), "quick": quick,
+        "window": {"pad_s": options.pad_s, "min_window_s": options.min_window_s},
     }
     prompts = load_prompts(n_prompts)
     if "wer" not in skip:
