@@ -19,6 +19,7 @@ from earpiece.media.asr_model import (
     resolve_compute_type,
     resolve_device,
     resolve_model,
+    worker_count,
 )
 from earpiece.media.settings import AsrSettings
 
@@ -129,3 +130,6 @@ def test_device_and_threads() -> None:
     assert cpu_threads_per_worker(2, cores=2) == 1
     assert cpu_threads_per_worker(1, cores=2) == 2
     assert cpu_threads_per_worker(4, cores=2) == 1
+    assert worker_count(3) == 3
+    assert worker_count(0, cores=2) == 2
+    assert worker_count(0, cores=16) == 8

@@ -244,6 +244,15 @@ def cpu_threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, n // max(1, workers))
 
 
+def worker_count(workers: int, cores: int | None = None) -> int:
+    """``workers`` if positive; 0 (or less) sizes the pool for the machine: one worker per two
+    cores, at least two (one for finals, one for partials)."""
+    if workers > 0:
+        return workers
+    n = cores if cores is not None else (len(os.sched_getaffinity(0)) or 1)
+    return max(2, n // 2)
+
+
 def load_model(settings: AsrSettings, *, cpu_threads: int | None = None) -> LoadedModel:
     """Resolve and load the configured Whisper model; never downloads.
 
@@ -254,7 +263,7 @@ def load_model(settings: AsrSettings, *, cpu_threads: int | None = None) -> Load
     info = resolve_model(settings)
     device = resolve_device(settings.device)
     compute_type = resolve_compute_type(settings.compute_type, device)
-    workers = max(1, settings.workers)
+    workers = worker_count(settings.workers)
     threads = cpu_threads if cpu_threads is not None else cpu_threads_per_worker(workers)
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"

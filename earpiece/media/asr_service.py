@@ -461,7 +461,7 @@ def build_service(settings: Any = None, *, bus: EventBus | None = None,
 
     asr: AsrSettings = settings if settings is not None else AsrSettings()
     loaded = load_model(asr)
-    svc = service or ServiceSettings(workers=asr.workers, language=asr.language)
+    svc = service or ServiceSettings(workers=loaded.num_workers, language=asr.language)
     return AsrService(WhisperRunner(WhisperDecoder(loaded)), bus=bus, settings=svc,
                       on_hypothesis=on_hypothesis)
 
