@@ -239,3 +239,20 @@ async def test_idle_streams_are_closed() -> None:
         assert svc.metrics().streams == 1
     finally:
         await svc.stop()
+
+
+async def test_language_per_call() -> None:
+    runner = FakeRunner(delay=0.0)
+    svc = AsrService(runner, settings=ServiceSettings(workers=1, language="en"))
+    await svc.start()
+    try:
+        svc.set_call_language("cn-call", "zh")
+        segment(svc, "cn-call", 1.0)
+        segment(svc, "en-call", 1.0)
+        await svc.drain()
+        langs = {r.call_id: r.language for r in runner.ran}
+        assert langs == {"cn-call": "zh", "en-call": "en"}
+        svc.close_call("cn-call")
+        assert "cn-call" not in svc._call_language
+    finally:
+        await svc.stop()

@@ -130,6 +130,7 @@ class AsrService:
         self.on_hypothesis = on_hypothesis
         self._streams: dict[Key, _StreamState] = {}
         self._closing: list[_StreamState] = []  # closed streams whose finals still wait
+        self._call_language: dict[str, str] = {}
         self._pending = 0
         self._busy = 0
         self._clock = 0
@@ -196,7 +197,7 @@ class AsrService:
         if st is None:
             stream = AsrStream(
                 call_id, party,
-                language=language or self.settings.language,
+                language=language or self._call_language.get(call_id) or self.settings.language,
                 settings=self.settings.stream,
                 internal_vad=self.settings.internal_vad if internal_vad is None
                 else internal_vad,
@@ -276,8 +277,15 @@ class AsrService:
                 self._closing.append(st)
 
     def close_call(self, call_id: str) -> None:
+        self._call_language.pop(call_id, None)
         for key in [k for k in self._streams if k[0] == call_id]:
             self.close_stream(*key)
+
+    def set_call_language(self, call_id: str, language: str) -> None:
+        """Language of a call's streams opened from now on ("en", "zh", ... or "auto")."""
+        self._call_language[call_id] = language
+        while len(self._call_language) > 10_000:  # bounded even if CallEnded is lost
+            self._call_language.pop(next(iter(self._call_language)))
 
     def attach_hub(self, hub: FrameHub) -> Callable[[], None]:
         """Take frames (with their VAD verdict) and closed segments from the media fork."""
@@ -473,17 +481,27 @@ async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None) -> Calla
     Loads the configured model in a thread (the loop stays free), starts the workers, takes
     every party's frames (with the media VAD's verdicts) and closed segments from ``hub``,
     publishes :class:`~earpiece.events.Transcript` events on ``bus``, and forgets a call's
-    streams on its :class:`~earpiece.events.CallEnded`.
+    streams on its :class:`~earpiece.events.CallEnded`. A call tagged ``language=zh`` (on
+    ``CallStarted`` or ``CallTagged``, e.g. from the dialplan hook) is recognised in that
+    language instead of the configured one.
     """
-    from earpiece.events import CallEnded
+    from earpiece.events import CallEnded, CallStarted, CallTagged
 
     svc = await asyncio.to_thread(build_service, settings, bus=bus)
     await svc.start()
     detach = svc.attach_hub(hub)
-    unsubscribe = bus.subscribe(CallEnded, lambda ev: svc.close_call(ev.call_id))
+
+    def on_tags(ev: CallStarted | CallTagged) -> None:
+        language = ev.tags.get("language")
+        if language:
+            svc.set_call_language(ev.call_id, language)
+
+    unsubs = [bus.subscribe(CallEnded, lambda ev: svc.close_call(ev.call_id)),
+              bus.subscribe(CallStarted, on_tags), bus.subscribe(CallTagged, on_tags)]
 
     async def stop() -> None:
-        unsubscribe()
+        for unsub in unsubs:
+            unsub()
         detach()
         await svc.stop()
 
