@@ -28,9 +28,11 @@ release the port (404s are expected when Asterisk already removed a snoop with i
 
 ARI outages: an attach that fails with :class:`~earpiece.errors.PbxConnectionError` is retried
 with backoff while the party's channel is live, and :meth:`MediaFork.resync` (the service runs
-it after every ARI reconnect; :meth:`MediaFork.schedule_resync`) attaches every party of a live
+it at start and after every ARI reconnect through :meth:`MediaFork.schedule_resync`, handing
+over the registry's live calls, see :meth:`MediaFork.adopt`) attaches every party of a live
 call that should have a fork and has none, replaces forks whose snoop, externalMedia channel or
-bridge vanished from the PBX, and retries removals that failed while ARI was unreachable.
+bridge vanished from the PBX, and retries removals that failed while ARI was unreachable (a
+create request refused at connect created nothing, so nothing is queued for it).
 
 The ARI client is used through :class:`AriMediaClient`, a ``typing.Protocol`` with exactly the
 eight methods needed (``earpiece.agi.ari_client.AriClient`` implements it).
