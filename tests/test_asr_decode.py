@@ -212,6 +212,12 @@ async def test_media_pipeline_to_bus_with_start_asr() -> None:
     hub = FrameHub(bus=bus)
     stop = await start_asr(bus, hub, AsrSettings(model="tiny.en", device="cpu", workers=2))
     try:
+        import time
+
+        from earpiece.events import CallStarted
+
+        bus.publish(CallStarted(call_id="call-7", direction="outbound", channel="PJSIP/a-1",
+                                at=time.time() - 5.0))  # the call started 5 s before the media
         stream = PartyStream("call-7", "agent", "ulaw", hub, clock=lambda: 0.0)
         pcm = pad(np.concatenate([read("auth-incorrect"), np.zeros(RATE, np.int16),
                                   read("hello-world")]), after=1.5)
@@ -235,6 +241,9 @@ async def test_media_pipeline_to_bus_with_start_asr() -> None:
         assert finals[0].party == "agent" and "password" in finals[0].text.lower()
         assert "world" in finals[1].text.lower()
         assert finals[1].start_s > finals[0].end_s
+        # times are relative to the call start: the party's media began ~5 s into the call
+        assert 5.0 <= finals[0].start_s <= 6.5
+        assert finals[0].words[0].start_s >= 5.0
     finally:
         await stop()
 

@@ -131,6 +131,7 @@ class AsrService:
         self._streams: dict[Key, _StreamState] = {}
         self._closing: list[_StreamState] = []  # closed streams whose finals still wait
         self._call_language: dict[str, str] = {}
+        self._call_started: dict[str, float] = {}
         self._pending = 0
         self._busy = 0
         self._clock = 0
@@ -278,8 +279,16 @@ class AsrService:
 
     def close_call(self, call_id: str) -> None:
         self._call_language.pop(call_id, None)
+        self._call_started.pop(call_id, None)
         for key in [k for k in self._streams if k[0] == call_id]:
             self.close_stream(*key)
+
+    def set_call_started(self, call_id: str, at: float) -> None:
+        """Wall-clock start of a call: published times of its streams opened from the hub are
+        then relative to it (``offset_s`` = stream start - call start)."""
+        self._call_started[call_id] = at
+        while len(self._call_started) > 10_000:
+            self._call_started.pop(next(iter(self._call_started)))
 
     def set_call_language(self, call_id: str, language: str) -> None:
         """Language of a call's streams opened from now on ("en", "zh", ... or "auto")."""
@@ -290,6 +299,13 @@ class AsrService:
     def attach_hub(self, hub: FrameHub) -> Callable[[], None]:
         """Take frames (with their VAD verdict) and closed segments from the media fork."""
         def on_frame(frame: AudioFrame) -> None:
+            if (frame.call_id, frame.party) not in self._streams:
+                # Party stream time -> call time: the stream started (now - timestamp) ago.
+                started = self._call_started.get(frame.call_id)
+                offset = 0.0 if started is None else max(
+                    0.0, time.time() - frame.timestamp - started)
+                self.open_stream(frame.call_id, frame.party, offset_s=round(offset, 3),
+                                 internal_vad=False)
             self.feed_frame(frame.call_id, frame.party, frame.pcm, frame.rate,
                             frame.timestamp, speech=frame.speech)
 
@@ -481,7 +497,9 @@ async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None) -> Calla
     Loads the configured model in a thread (the loop stays free), starts the workers, takes
     every party's frames (with the media VAD's verdicts) and closed segments from ``hub``,
     publishes :class:`~earpiece.events.Transcript` events on ``bus``, and forgets a call's
-    streams on its :class:`~earpiece.events.CallEnded`. A call tagged ``language=zh`` (on
+    streams on its :class:`~earpiece.events.CallEnded`. Word times are relative to the call's
+    :class:`~earpiece.events.CallStarted` (to the party's stream start if that was not seen).
+    A call tagged ``language=zh`` (on
     ``CallStarted`` or ``CallTagged``, e.g. from the dialplan hook) is recognised in that
     language instead of the configured one.
     """
@@ -492,6 +510,8 @@ async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None) -> Calla
     detach = svc.attach_hub(hub)
 
     def on_tags(ev: CallStarted | CallTagged) -> None:
+        if isinstance(ev, CallStarted):
+            svc.set_call_started(ev.call_id, ev.at)
         language = ev.tags.get("language")
         if language:
             svc.set_call_language(ev.call_id, language)
