@@ -56,7 +56,7 @@ def twenty_calls_scenario(tmp_path: Path, endpoints: list[tuple[str, str]]) -> P
     ]
     for name, outcome in endpoints:
         lines += ["[[endpoints]]", f'name = "{name}"', f'outcome = "{outcome}"', "ring_s = 0.6",
-                  "hangup_after_s = 6.0",
+                  "hangup_after_s = 10.0",
                   'says = [{wav = "demo-congrats", at_s = 0.2}]',
                   'agent_says = [{wav = "demo-echotest", at_s = 0.3}]']
         if outcome == "offline":
@@ -90,11 +90,11 @@ async def run_calls(tmp_path: Path, *, restarts: int) -> tuple[Service, Simulato
         for _ in range(restarts):
             # AMI and ARI restart independently (as `manager reload` / an HTTP restart do),
             # while calls are live; each interface waits for the other one to be back first.
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.3)
             await wait_until(lambda: bool(service.registry.calls))  # during live calls
             await sim.restart_ami(delay_s=0.3)
             await wait_until(lambda: service.ami is not None and service.ami.connected)
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.3)
             await sim.restart_ari(delay_s=0.3)
             await wait_until(lambda: service.ari is not None and service.ari.connected)
         try:
