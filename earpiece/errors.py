@@ -65,3 +65,11 @@ class PbxAuthError(PbxError):
 
 class ModelError(EarpieceError):
     """A model (Whisper, emotion) could not be found, assembled or loaded."""
+
+
+class CrmError(EarpieceError):
+    """The CRM database refused or failed a statement."""
+
+
+class CrmConnectionError(CrmError):
+    """The CRM database server is unreachable or rejected the connection."""
