@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from earpiece.media.g711 import decode_ulaw, encode_alaw, encode_ulaw
+
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 SOUNDS_DIR = Path("/usr/share/asterisk/sounds")
@@ -128,55 +130,17 @@ def _repeat_to(cycle: Pcm, seconds: float) -> Pcm:
 
 
 # --- G.711 ---------------------------------------------------------------------------------
-
-def _build_ulaw_table() -> npt.NDArray[np.uint8]:
-    """Encode table over all int16 values (G.711 mu-law, as in the reference g711.c)."""
-    x = np.arange(-32768, 32768, dtype=np.int32) >> 2
-    mask = np.where(x < 0, 0x7F, 0xFF)
-    val = np.minimum(np.abs(x), 8159) + 0x21
-    seg_end = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
-    seg = np.searchsorted(seg_end, val, side="left")
-    uval = (np.minimum(seg, 7) << 4) | ((val >> (seg + 1)) & 0x0F)
-    return np.where(seg >= 8, 0x7F ^ mask, uval ^ mask).astype(np.uint8)
-
-
-def _build_alaw_table() -> npt.NDArray[np.uint8]:
-    """Encode table over all int16 values (G.711 A-law, as in the reference g711.c)."""
-    x = np.arange(-32768, 32768, dtype=np.int32) >> 3
-    mask = np.where(x >= 0, 0xD5, 0x55)
-    val = np.where(x >= 0, x, -x - 1)
-    seg_end = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
-    seg = np.searchsorted(seg_end, val, side="left")
-    shift = np.where(seg < 2, 1, seg)
-    aval = (np.minimum(seg, 7) << 4) | ((val >> shift) & 0x0F)
-    code = np.where(seg >= 8, 0x7F ^ mask, aval ^ mask)
-    return code.astype(np.uint8)
-
-
-_ULAW: npt.NDArray[np.uint8] | None = None
-_ALAW: npt.NDArray[np.uint8] | None = None
+# The simulator encodes with the same reference tables the receiver decodes with
+# (earpiece.media.g711, after ITU/Sun g711.c); the names below are kept for its callers.
 
 
 def ulaw_encode(pcm: Pcm) -> bytes:
-    global _ULAW
-    if _ULAW is None:
-        _ULAW = _build_ulaw_table()
-    return bytes(_ULAW[pcm.astype(np.int32) + 32768])
+    return encode_ulaw(pcm)
 
 
 def alaw_encode(pcm: Pcm) -> bytes:
-    global _ALAW
-    if _ALAW is None:
-        _ALAW = _build_alaw_table()
-    return bytes(_ALAW[pcm.astype(np.int32) + 32768])
+    return encode_alaw(pcm)
 
 
 def ulaw_decode(data: bytes) -> Pcm:
-    """Reference mu-law decoder (used by tests and the rogue sender check)."""
-    u = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
-    sign = u & 0x80
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    mag = ((mantissa << 3) + 0x84) << exponent
-    out = np.where(sign != 0, 0x84 - mag, mag - 0x84)
-    return out.astype(np.int16)
+    return decode_ulaw(data)
