@@ -29,6 +29,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class CrmSettings:
     url: str = "sqlite:///var/earpiece.sqlite3"
+    password: Secret = field(default_factory=lambda: Secret(""))  # PostgreSQL only
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Settings:
 SECRET_ENV = {
     "ami.secret": "EARPIECE_AMI_SECRET",
     "ari.password": "EARPIECE_ARI_PASSWORD",
+    "crm.password": "EARPIECE_CRM_PASSWORD",
 }
 
 
