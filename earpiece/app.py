@@ -26,7 +26,7 @@ from earpiece.agi.registry import Registry
 from earpiece.agi.routing import make_handlers
 from earpiece.bus import EventBus
 from earpiece.config import Settings, load_settings
-from earpiece.crm.store import CrmStore
+from earpiece.crm.backend import CrmBackend, open_store
 from earpiece.crm.writer import CrmWriter
 from earpiece.errors import EarpieceError, PbxError
 
@@ -51,7 +51,7 @@ class Service:
         self.registry = Registry(self.bus)
         self.want_media = media
         self.want_agi = agi
-        self.store: CrmStore | None = None
+        self.store: CrmBackend | None = None
         self.crm: CrmWriter | None = None
         self.ami: AmiClient | None = None
         self.ari: AriClient | None = None
@@ -72,8 +72,7 @@ class Service:
 
     async def _start(self) -> None:
         s = self.settings
-        self.store = CrmStore(s.crm.url)
-        await self.store.open()
+        self.store = await open_store(s.crm.url, password=s.crm.password)
         self._cleanups.append(self.store.close)
         self.crm = CrmWriter(self.bus, self.store)
         self.crm.start()
