@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
 
 from earpiece.bus import EventBus
-from earpiece.crm.store import CrmStore
+from earpiece.crm.backend import CrmBackend, Statement
+from earpiece.crm.dialect import SQLITE, Dialect
 from earpiece.events import (
     CallEnded,
     CallEvent,
@@ -25,19 +25,19 @@ from earpiece.events import (
 log = logging.getLogger(__name__)
 
 
-def statements_for(event: CallEvent) -> list[tuple[str, tuple[Any, ...]]]:
-    """SQL for one event (pure, so it is testable without a database)."""
+def statements_for(event: CallEvent, dialect: Dialect = SQLITE) -> list[Statement]:
+    """SQL (``?`` placeholders) for one event in ``dialect`` (pure: testable without a
+    database)."""
+    d = dialect
     match event:
         case CallStarted():
             return [(
-                "INSERT OR IGNORE INTO calls (id, direction, channel, tags, started)"
-                " VALUES (?, ?, ?, ?, ?)",
+                d.insert_ignore("calls", ("id", "direction", "channel", "tags", "started")),
                 (event.call_id, event.direction, event.channel, json.dumps(event.tags), event.at),
             )]
         case ChannelJoined():
             return [(
-                "INSERT OR IGNORE INTO legs (call_id, uniqueid, channel, role, joined)"
-                " VALUES (?, ?, ?, ?, ?)",
+                d.insert_ignore("legs", ("call_id", "uniqueid", "channel", "role", "joined")),
                 (event.call_id, event.uniqueid, event.channel, str(event.role), event.at),
             )]
         case ChannelLeft():
@@ -46,8 +46,8 @@ def statements_for(event: CallEvent) -> list[tuple[str, tuple[Any, ...]]]:
                 (event.at, event.cause, event.call_id, event.uniqueid),
             )]
         case CallStateChanged():
-            out: list[tuple[str, tuple[Any, ...]]] = [(
-                "INSERT INTO state_changes (call_id, at, old, new, source) VALUES (?, ?, ?, ?, ?)",
+            out: list[Statement] = [(
+                d.insert("state_changes", ("call_id", "at", "old", "new", "source")),
                 (event.call_id, event.at, str(event.old), str(event.new), event.source),
             ), ("UPDATE calls SET state = ? WHERE id = ?", (str(event.new), event.call_id))]
             if event.new == "answered":
@@ -63,7 +63,7 @@ def statements_for(event: CallEvent) -> list[tuple[str, tuple[Any, ...]]]:
             )]
         case CallTagged():
             return [(
-                "UPDATE calls SET tags = json_patch(tags, ?) WHERE id = ?",
+                f"UPDATE calls SET tags = {d.json_merge('tags')} WHERE id = ?",
                 (json.dumps(event.tags), event.call_id),
             )]
         case CallEnded():
@@ -79,8 +79,8 @@ def statements_for(event: CallEvent) -> list[tuple[str, tuple[Any, ...]]]:
             )]
         case CpaDecision():
             return [(
-                "INSERT INTO cpa_verdicts (call_id, at, label, confidence, decision_s, evidence)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                d.insert("cpa_verdicts",
+                         ("call_id", "at", "label", "confidence", "decision_s", "evidence")),
                 (
                     event.call_id, event.at, event.label, event.confidence, event.decision_s,
                     json.dumps(event.evidence, default=str),
@@ -88,8 +88,8 @@ def statements_for(event: CallEvent) -> list[tuple[str, tuple[Any, ...]]]:
             )]
         case Transcript() if event.final:
             return [(
-                "INSERT INTO utterances (call_id, party, start_s, end_s, text, language, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                d.insert("utterances",
+                         ("call_id", "party", "start_s", "end_s", "text", "language", "at")),
                 (
                     event.call_id, event.party, event.start_s, event.end_s, event.text,
                     event.language, event.at,
@@ -101,7 +101,7 @@ def statements_for(event: CallEvent) -> list[tuple[str, tuple[Any, ...]]]:
 class CrmWriter:
     """Subscribes to call events and writes them in batches."""
 
-    def __init__(self, bus: EventBus, store: CrmStore, *, max_batch: int = 500) -> None:
+    def __init__(self, bus: EventBus, store: CrmBackend, *, max_batch: int = 500) -> None:
         self._bus = bus
         self._store = store
         self._queue: asyncio.Queue[CallEvent] = bus.queue(CallEvent, maxsize=100_000)
@@ -126,7 +126,8 @@ class CrmWriter:
                     self._queue.task_done()
 
     async def _write(self, batch: list[CallEvent]) -> None:
-        statements = [s for ev in batch for s in statements_for(ev)]
+        dialect = self._store.dialect
+        statements = [s for ev in batch for s in statements_for(ev, dialect)]
         if not statements:
             return
         try:

@@ -1,0 +1,86 @@
+"""The CRM store interface and the factory that picks a backend from ``crm.url``.
+
+``sqlite:///path`` (embedded default) -> :class:`earpiece.crm.store.SqliteStore`;
+``postgresql://user@host:port/db`` (production) -> :class:`earpiece.crm.postgres.PostgresStore`.
+
+Every backend takes SQL with ``?`` placeholders, runs writes of one batch in one transaction,
+returns rows as ``dict``s (JSON columns as JSON text), never blocks the event loop and raises
+:class:`~earpiece.errors.CrmError` (:class:`~earpiece.errors.CrmConnectionError` when the
+server cannot be reached) for database failures, :class:`~earpiece.errors.ConfigError` naming
+``crm.url`` for a bad URL.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+from earpiece.crm.dialect import Dialect
+from earpiece.errors import ConfigError
+from earpiece.secret import Secret
+
+Statement = tuple[str, tuple[Any, ...]]
+
+SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+class CrmBackend(abc.ABC):
+    """What the CRM writer and the reports need from a database."""
+
+    url: str
+    dialect: Dialect
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create the schema if it is missing (safe to run on every start)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Commit and disconnect; idempotent."""
+
+    @abc.abstractmethod
+    async def execute_many(self, statements: Sequence[Statement]) -> None:
+        """Run several writes (``?`` placeholders) in one transaction: all or nothing."""
+
+    @abc.abstractmethod
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of one ``SELECT`` (``?`` placeholders) as dicts keyed by column name."""
+
+    async def calls(self) -> list[dict[str, Any]]:
+        """Every call, oldest first, with ``tags`` decoded."""
+        rows = await self.query("SELECT * FROM calls ORDER BY started, id")
+        for row in rows:
+            row["tags"] = json.loads(row["tags"])
+        return rows
+
+
+def url_scheme(url: str) -> str:
+    scheme = urlparse(url).scheme
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"unsupported database URL scheme {scheme!r} (supported: sqlite:///path,"
+            " postgresql://user@host:port/database)",
+            key="crm.url",
+        )
+    return scheme
+
+
+def make_store(url: str, *, password: Secret | None = None) -> CrmBackend:
+    """The backend for ``url``, not yet open (``password`` is used by PostgreSQL only)."""
+    if url_scheme(url) == "sqlite":
+        from earpiece.crm.store import SqliteStore
+
+        return SqliteStore(url)
+    from earpiece.crm.postgres import PostgresStore
+
+    return PostgresStore(url, password=password)
+
+
+async def open_store(url: str, *, password: Secret | None = None) -> CrmBackend:
+    """:func:`make_store` then :meth:`CrmBackend.open`."""
+    store = make_store(url, password=password)
+    await store.open()
+    return store
