@@ -54,6 +54,7 @@ class SqliteStore(CrmBackend):
         self.path = sqlite_path(url)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm")
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -78,6 +79,7 @@ class SqliteStore(CrmBackend):
     async def close(self) -> None:
         if self._conn is not None:
             await self._run(self._close)
+        self._closed = True
         self._executor.shutdown(wait=True)
 
     def _close(self) -> None:
@@ -87,6 +89,8 @@ class SqliteStore(CrmBackend):
             self._conn = None
 
     async def _run(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise RuntimeError("CRM store is not open (closed)")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn)
 
