@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping
@@ -99,7 +100,23 @@ class Service:
         log.info("Earpiece attached: AMI %s, ARI %s (app %s)", self.ami.where, s.ari.url,
                  s.ari.app)
 
+    def _heavy_modules(self) -> list[str]:
+        """Modules whose import takes long (numpy, scipy, webrtcvad, CTranslate2...)."""
+        s = self.settings
+        mods = ["earpiece.media.fork", "earpiece.media.frames", "earpiece.media.receiver",
+                "earpiece.media.recorder", "earpiece.media.audiosocket"]
+        if s.cpa.enabled:
+            mods += ["earpiece.media.cpa_fork", "earpiece.media.cpa"]
+        if s.asr.enabled:
+            mods += ["earpiece.media.asr_service"]
+        return mods
+
     async def _start_media(self) -> None:
+        # An import runs module code on the calling thread: do the slow ones on a worker
+        # thread so that the loop keeps serving AMI/ARI meanwhile (the later local imports
+        # are then dictionary look-ups).
+        await asyncio.to_thread(lambda: [importlib.import_module(m)
+                                         for m in self._heavy_modules()])
         from earpiece.media.fork import MediaFork
         from earpiece.media.frames import FrameHub
         from earpiece.media.receiver import RtpReceiver
