@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ from earpiece import doctor
 from earpiece.agi.fastagi import AgiRequest
 from earpiece.agi.routing import make_handlers
 from earpiece.config import load_settings
+from earpiece.crm.postgres import parse_postgres_url
 
 REPO = Path(__file__).resolve().parents[1]
 AST = REPO / "config" / "asterisk"
-ENV = {"EARPIECE_AMI_SECRET": "x", "EARPIECE_ARI_PASSWORD": "y"}
+ENV = {"EARPIECE_AMI_SECRET": "x", "EARPIECE_ARI_PASSWORD": "y", "EARPIECE_CRM_PASSWORD": "z"}
 
 yaml = pytest.importorskip("yaml", reason="PyYAML not installed (it comes with ctranslate2)")
 
@@ -119,6 +121,26 @@ def test_compose_secrets_are_docker_secrets_not_plain_env() -> None:
     for conf in ("manager.conf", "ari.conf"):
         includes = [v for _, k, v in asterisk_conf(conf) if k in ("#include", "#tryinclude")]
         assert includes and all(Path(p).name in mounted for p in includes)
+
+
+def test_docker_crm_is_the_compose_postgres_service() -> None:
+    data = compose()
+    settings = load_settings(REPO / "config" / "earpiece.docker.toml", ENV)
+    target = parse_postgres_url(settings.crm.url)  # a postgresql:// URL without a password
+    postgres = data["services"]["postgres"]
+    env = postgres["environment"]
+    assert target.host == "postgres" and target.port == 5432
+    assert (target.user, target.database) == (env["POSTGRES_USER"], env["POSTGRES_DB"])
+    health = " ".join(postgres["healthcheck"]["test"])
+    assert f"-U {target.user}" in health and f"-d {target.database}" in health
+    assert data["services"]["earpiece"]["depends_on"]["postgres"]["condition"] == \
+        "service_healthy"
+    # Earpiece logs in with the very secret file PostgreSQL initialised its password from.
+    crm = tomllib.loads((REPO / "config" / "earpiece.docker.toml").read_text())["crm"]
+    assert crm["password_file"] == env["POSTGRES_PASSWORD_FILE"]
+    secret = Path(crm["password_file"]).name
+    assert secret in postgres["secrets"] and secret in data["services"]["earpiece"]["secrets"]
+    assert settings.crm.password.get() == "z"  # $EARPIECE_CRM_PASSWORD wins over the file
 
 
 def test_compose_publishes_sip_and_rtp_only() -> None:
