@@ -106,7 +106,7 @@ def test_example_values_equal_defaults_except_routes() -> None:
 
 
 def test_docker_config_loads_with_docker_secrets(tmp_path: Path) -> None:
-    env = {"EARPIECE_AMI_SECRET": "a", "EARPIECE_ARI_PASSWORD": "b"}
+    env = {"EARPIECE_AMI_SECRET": "a", "EARPIECE_ARI_PASSWORD": "b", "EARPIECE_CRM_PASSWORD": "c"}
     settings = load_settings(DOCKER, env)
     assert (settings.ami.host, settings.ari.url) == ("asterisk", "http://asterisk:8088")
     assert settings.agi.host == "0.0.0.0" and settings.agi.port == 4573
