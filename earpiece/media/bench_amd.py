@@ -41,6 +41,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amd", choices=("model", "rules"), default="model",
                         help="Earpiece's human/machine stage: learned model (default) or the "
                              "fixed timing rules")
+    parser.add_argument("--words", action="store_true",
+                        help="also use the first recognised words: Whisper decodes the "
+                             "greeting 1 s after its first speech (and every 0.6 s while "
+                             "undecided); the decode's measured time is part of the decision "
+                             "time. Transcripts are cached in the set's directory")
+    parser.add_argument("--asr-model", default="base", help="Whisper model for --words")
+    parser.add_argument("--words-wait", type=float, default=None,
+                        help="with --words: hold the timing model's machine verdict up to "
+                             "this long after the first speech for the words")
+    parser.add_argument("--machine-p", type=float, default=None)
+    parser.add_argument("--human-p", type=float, default=None)
 
 
 def _percentile(xs: Sequence[float], q: float) -> float | None:
@@ -82,8 +93,26 @@ def score(items: Sequence[Item], results: Sequence[CpaResult]) -> dict[str, Any]
     }
 
 
+def item_language(it: Item) -> str:
+    """Whisper language of an evaluation item (a campaign's language is known in advance)."""
+    voice = str(it.params.get("voice", ""))
+    text = str(it.params.get("text", ""))
+    if voice.startswith("cmn") or any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        return "zh"
+    return "en"
+
+
+#: Operating point with words (chosen on the tune split, see docs/benchmarks/amd.md).
+WORDS_MACHINE_P = 0.9
+WORDS_HUMAN_P = 0.1
+WORDS_WAIT_S = 1.6
+
+
 def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | None = None,
-             amd: str = "model") -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
+             amd: str = "model", words: bool = False, asr_model: str = "base",
+             words_wait_s: float | None = None, machine_p: float | None = None,
+             human_p: float | None = None,
+             ) -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
     from earpiece.media.amd_baseline import AmdConfig, baseline_result
     from earpiece.media.cpa import CpaOptions, analyze_audio
     from earpiece.media.evalset import load_manifest, read_wav
@@ -91,8 +120,21 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
     items = [it for it in load_manifest(root) if split == "all" or it.split == split]
     cfg = AmdConfig.from_file(amd_conf) if amd_conf else AmdConfig()
     mode: Literal["model", "rules"] = "rules" if amd == "rules" else "model"
-    post = CpaOptions(tone_plan=tone_plan, phase="post_answer", amd=mode)
+    if words:
+        machine_p = WORDS_MACHINE_P if machine_p is None else machine_p
+        human_p = WORDS_HUMAN_P if human_p is None else human_p
+        words_wait_s = WORDS_WAIT_S if words_wait_s is None else words_wait_s
+    post = CpaOptions(tone_plan=tone_plan, phase="post_answer", amd=mode, machine_p=machine_p,
+                      human_p=human_p, words_wait_s=(words_wait_s or 0.0) if words else 0.0,
+                      words_weight=1.0 if words else 0.0)
     pre = CpaOptions(tone_plan=tone_plan, phase="pre_answer", amd=mode)
+    greetings = None
+    if words:
+        from earpiece.media.amd_words_run import WhisperGreetings, analyze_with_words
+
+        greetings = WhisperGreetings(root / f"words-cache-{asr_model.replace('/', '_')}.jsonl",
+                                     model=asr_model)
+    snapshots: list[dict[str, Any]] = []
     ours: list[CpaResult] = []
     base: list[CpaResult] = []
     t_ours = t_base = audio_s = 0.0
@@ -100,13 +142,22 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
         x, rate, _ = read_wav(root / it.file)
         audio_s += x.size / rate
         t0 = time.perf_counter()
-        ours.append(analyze_audio(x, rate, options=pre if it.group == "tone" else post))
+        if greetings is not None and it.group == "amd":
+            r, log_ = analyze_with_words(x, rate, greetings.for_item(it.file, item_language(it)),
+                                         options=post)
+            ours.append(r)
+            snapshots.extend(log_)
+        else:
+            ours.append(analyze_audio(x, rate, options=pre if it.group == "tone" else post))
         t1 = time.perf_counter()
         base.append(baseline_result(x, rate, cfg))
         t_base += time.perf_counter() - t1
         t_ours += t1 - t0
     report = {
-        "earpiece": {**score(items, ours), "cpu_s": round(t_ours, 2), "amd": mode},
+        "earpiece": {**score(items, ours), "cpu_s": round(t_ours, 2), "amd": mode,
+                     "words": {**_words_summary(snapshots, greetings), "machine_p": machine_p,
+                               "human_p": human_p, "words_wait_s": words_wait_s}
+                     if words else None},
         "baseline": {**score(items, base), "cpu_s": round(t_base, 2),
                      "algorithm": "app_amd.c isAnsweringMachine, amd.conf defaults"
                      if amd_conf is None else f"app_amd.c isAnsweringMachine, {amd_conf}"},
@@ -116,6 +167,13 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
                 "audio_s": round(audio_s, 1)},
     }
     return report, list(zip(items, ours, strict=True))
+
+
+def _words_summary(snapshots: Sequence[dict[str, Any]], greetings: Any) -> dict[str, Any]:
+    times = [float(s["decode_s"]) for s in snapshots]
+    return {"asr_model": greetings.model if greetings is not None else None,
+            "snapshots": len(snapshots), "decoded_now": greetings.decodes if greetings else 0,
+            "decode_median_s": _percentile(times, 50), "decode_p95_s": _percentile(times, 95)}
 
 
 def _table(report: dict[str, Any], out: Callable[[str], None]) -> None:
@@ -142,7 +200,9 @@ def main(args: argparse.Namespace) -> int:
         where = default_dir().with_name(f"{VERSION}-seed{seed}")
     root = generate(where, seed=seed, force=args.regenerate)
     report, pairs = evaluate(root, args.split, tone_plan=args.tone_plan, amd_conf=args.amd_conf,
-                             amd=args.amd)
+                             amd=args.amd, words=args.words, asr_model=args.asr_model,
+                             words_wait_s=args.words_wait, machine_p=args.machine_p,
+                             human_p=args.human_p)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:

@@ -28,6 +28,7 @@ also decides human / machine / fax / silence as early as the evidence allows:
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from earpiece.media.amd_model import AmdModel, load_default
+from earpiece.media.amd_words import word_evidence
 from earpiece.media.tones import (
     FRAME,
     FRAME_S,
@@ -108,6 +110,12 @@ class CpaOptions:
     # no "machine" from the model on less greeting than this: at a greeting's onset the
     # linear model extrapolates (it saw too few frames there to be trusted)
     min_machine_span_s: float = 0.6
+    # recognised words (add_transcript): their log-odds (earpiece.media.amd_words) times this
+    # weight are added to the timing model's logit; 0 ignores them (beyond machine phrases)
+    words_weight: float = 1.0
+    # > 0: words are expected (ASR runs beside the detector): the timing model's "machine" is
+    # held until a transcript has arrived or this long after the first speech
+    words_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         plans_for(self.tone_plan)  # validates the names
@@ -180,6 +188,8 @@ class CallProgressDetector:
         self._pure_run: list[float] = []  # [freq, duration] of the current pure-tone run
         self._beeps: list[dict[str, float]] = []
         self._words: list[str] = []
+        self._word_log_odds = 0.0
+        self._word_cues: tuple[str, ...] = ()
         self._max_pause_s = 0.0
         self._model: AmdModel | None = None
         self._machine_p = self._human_p = self._min_silence_s = 0.0
@@ -239,7 +249,25 @@ class CallProgressDetector:
         hit = _phrase(low, MACHINE_PHRASES)
         if hit:
             return self._decide("machine", 0.95, "machine_words", phrase=hit)
+        if self.options.words_weight > 0:
+            ev = word_evidence(text)  # partials grow: the latest transcript replaces the last
+            self._word_log_odds = ev.log_odds * self.options.words_weight
+            self._word_cues = ev.cues
+            utt = self._utt
+            if self.options.amd == "model" and utt is not None \
+                    and utt.speech_s >= self.options.min_utterance_s:
+                return self._model_verdict(self.t, utt)
         return None
+
+    @property
+    def first_speech_s(self) -> float | None:
+        """When the greeting's first speech started (seconds after answer), None before it."""
+        return self._first_speech_s if self.answered else None
+
+    @property
+    def words_heard(self) -> bool:
+        """A transcript has been handed over since answer."""
+        return bool(self._words)
 
     def greeting_features(self) -> npt.NDArray[np.float64] | None:
         """The current greeting in :data:`~earpiece.media.amd_model.FEATURES` order.
@@ -448,7 +476,11 @@ class CallProgressDetector:
         x = self.greeting_features()
         if self._model is None or x is None:
             return None
-        return self._model.probability(x)
+        p = self._model.probability(x)
+        if self._word_log_odds:
+            z = math.log(max(p, 1e-9) / max(1.0 - p, 1e-9)) + self._word_log_odds
+            p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        return p
 
     def _model_verdict(self, t: float, utt: _Utterance) -> CpaResult | None:
         o = self.options
@@ -458,16 +490,26 @@ class CallProgressDetector:
         p = self._p_machine()
         if p is None:
             return None
-        if p >= self._machine_p and span >= o.min_machine_span_s:
-            return self._decide("machine", p, "model", p_machine=round(p, 3))
+        extra: dict[str, Any] = {"p_machine": round(p, 3)}
+        if self._words:
+            extra["words"] = {"log_odds": round(self._word_log_odds, 3),
+                              "cues": list(self._word_cues), "text": self._words[-1]}
+        rule = "model+words" if self._word_log_odds else "model"
+        waiting = (o.words_wait_s > 0 and not self._words and self._first_speech_s is not None
+                   and t < self._first_speech_s + o.words_wait_s)
+        if p >= self._machine_p and span >= o.min_machine_span_s and not waiting:
+            return self._decide("machine", p, rule, **extra)
         silent = t - utt.last_speech_s
         if p <= self._human_p and silent >= self._min_silence_s and not self._pure_run:
-            return self._decide("human", 1.0 - p, "model", p_machine=round(p, 3))
+            return self._decide("human", 1.0 - p, rule, **extra)
         return None
 
     # ---- results -----------------------------------------------------------------------------
     def _reset_speech(self) -> None:
         self._utt = None
+        self._words = []  # early-media wording is not the greeting's
+        self._word_log_odds = 0.0
+        self._word_cues = ()
         self._utterances = []
         self._first_speech_s = None
         self._last_speech_s = None

@@ -9,7 +9,11 @@ Entry points:
 * Bus events: :class:`~earpiece.events.CallStateChanged` to ``answered`` switches the call's
   detector from early media to answering-machine detection (the decision clock restarts);
   :class:`~earpiece.events.CallEnded` flushes it (an undecided answered call still gets a
-  verdict) and forgets the call.
+  verdict) and forgets the call. :class:`~earpiece.events.Transcript` events of the customer
+  (the ASR service's partials and finals) hand the recognised words to the call's detector
+  (:meth:`~earpiece.media.cpa.CallProgressDetector.add_transcript`): machine wording decides
+  "machine" at once, other words shift the timing model's score (see
+  :mod:`earpiece.media.amd_words`); a verdict they complete is published like any other.
 
 Every verdict is published as :class:`~earpiece.events.CpaDecision` and handed to the call
 registry through ``record_audio_verdict(call_id, label, source)``, which keeps it beside the
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision
+from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision, Transcript
 from earpiece.media.cpa import CallProgressDetector, CpaOptions, CpaResult
 
 if TYPE_CHECKING:
@@ -65,6 +69,7 @@ class CpaStats:
     ignored_frames: int = 0
     decisions: int = 0
     malformed: int = 0
+    transcripts: int = 0
 
 
 class CpaFork:
@@ -92,7 +97,8 @@ class CpaFork:
 
     def start(self) -> None:
         self._unsubscribe = [self.bus.subscribe(CallStateChanged, self._on_state),
-                             self.bus.subscribe(CallEnded, self._on_ended)]
+                             self.bus.subscribe(CallEnded, self._on_ended),
+                             self.bus.subscribe(Transcript, self._on_transcript)]
 
     def stop(self) -> None:
         for unsub in self._unsubscribe:
@@ -131,6 +137,13 @@ class CpaFork:
 
     def _on_ended(self, ev: CallEnded) -> None:
         self._run(self._end, ev.call_id)
+
+    def _on_transcript(self, ev: Transcript) -> None:
+        if ev.party != "customer" or not ev.text.strip():
+            return
+        self.stats.transcripts += 1
+        text = ev.text
+        self._run(lambda call_id: self._words(call_id, text), ev.call_id)
 
     # ---- work (on the worker thread when offloaded) ------------------------------------------
     def _run(self, fn: Callable[[str], list[tuple[str, CpaResult]]], call_id: str) -> None:
@@ -175,6 +188,13 @@ class CpaFork:
     def _feed(self, call_id: str, frame: npt.NDArray[np.int16]) -> list[tuple[str, CpaResult]]:
         st = self._state(call_id)
         r = st.detector.feed(frame)
+        return [(call_id, r)] if r is not None else []
+
+    def _words(self, call_id: str, text: str) -> list[tuple[str, CpaResult]]:
+        st = self._calls.get(call_id)
+        if st is None:  # no audio seen (or the call ended): nothing to decide about
+            return []
+        r = st.detector.add_transcript(text)
         return [(call_id, r)] if r is not None else []
 
     def _answer(self, call_id: str) -> list[tuple[str, CpaResult]]:

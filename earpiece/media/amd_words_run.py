@@ -1,0 +1,157 @@
+"""Answering-machine detection with the first recognised words, as it would run in real time.
+
+:func:`analyze_with_words` streams a post-answer recording through
+:class:`~earpiece.media.cpa.CallProgressDetector` and, like the live path (ASR beside the
+detector), asks for a transcript of the greeting ``first_s`` seconds after its first speech and
+again every ``step_s`` while no verdict exists. Each transcript reaches the detector only when
+its decode would have finished: at the snapshot time plus the decode's measured wall time (one
+decoder, so a snapshot waits for the previous decode). The verdict's ``decision_s`` therefore
+includes the ASR latency.
+
+:class:`WhisperGreetings` decodes such snapshots with the project's Whisper
+(:mod:`earpiece.media.asr_decoder`, 10 s windows: shorter windows garble one-word greetings)
+and caches text and decode time per (file, span, language) in a JSON-lines file, so a benchmark
+re-run costs no decoding and reproduces the same timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from earpiece.media.cpa import CallProgressDetector, CpaOptions, CpaResult, resample_to_8k
+from earpiece.media.tones import FRAME, RATE
+
+if TYPE_CHECKING:
+    from earpiece.media.asr_decoder import WhisperDecoder
+
+log = logging.getLogger(__name__)
+
+#: transcribe(audio_8k, start_sample, end_sample) -> (text, decode seconds)
+Transcriber = Callable[[npt.NDArray[np.int16], int, int], tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class WordsOptions:
+    first_s: float = 1.0  # first snapshot this long after the greeting's first speech
+    step_s: float = 0.6  # later snapshots, while undecided
+    lead_s: float = 0.3  # audio kept before the first speech
+    max_snapshots: int = 3
+
+
+def analyze_with_words(samples: npt.NDArray[np.int16], rate: int, transcribe: Transcriber, *,
+                       options: CpaOptions | None = None,
+                       words: WordsOptions | None = None) -> tuple[CpaResult, list[dict[str, float
+                                                                                        | str]]]:
+    """Post-answer verdict of ``samples`` with timed transcripts; (result, transcript log)."""
+    w = words or WordsOptions()
+    x = resample_to_8k(np.asarray(samples, dtype=np.int16).ravel(), rate)
+    det = CallProgressDetector(options)
+    det.answer()
+    log_: list[dict[str, float | str]] = []
+    pending: list[tuple[float, str]] = []  # (available at, text)
+    next_snap: float | None = None
+    busy_until = 0.0
+    result: CpaResult | None = None
+    for i in range(0, x.size - FRAME + 1, FRAME):
+        r = det.feed(x[i:i + FRAME])
+        if r is not None:
+            result = r
+            break
+        t = det.t
+        while pending and pending[0][0] <= t + 1e-9:
+            _, text = pending.pop(0)
+            r = det.add_transcript(text)
+            if r is not None:
+                result = r
+                break
+        if result is not None:
+            break
+        onset = det.first_speech_s
+        if onset is None:
+            continue
+        if next_snap is None:
+            next_snap = onset + w.first_s
+        if len(log_) < w.max_snapshots and t >= next_snap - 1e-9 and t >= busy_until - 1e-9:
+            start = max(0, round((onset - w.lead_s) * RATE))
+            end = i + FRAME
+            text, decode_s = transcribe(x, start, end)
+            busy_until = t + decode_s
+            pending.append((busy_until, text))
+            log_.append({"snapshot_s": round(t, 3), "decode_s": round(decode_s, 3),
+                         "available_s": round(busy_until, 3), "text": text})
+            next_snap = t + w.step_s
+    if result is None:
+        result = det.finish()
+    return result, log_
+
+
+class WhisperGreetings:
+    """Transcriber backed by Whisper with an on-disk cache (see module docstring)."""
+
+    def __init__(self, cache_file: Path, *, model: str = "base", cpu_threads: int = 2) -> None:
+        self.cache_file = cache_file
+        self.model = model
+        self.cpu_threads = cpu_threads
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._decoder: WhisperDecoder | None = None
+        self._lock = threading.Lock()
+        self.decodes = 0
+        self.decode_s: list[float] = []
+        if cache_file.exists():
+            for line in cache_file.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self._cache[str(row["key"])] = (str(row["text"]), float(row["decode_s"]))
+
+    def _load(self) -> WhisperDecoder:
+        if self._decoder is None:
+            from earpiece.media.asr_decoder import DecodeOptions, WhisperDecoder
+            from earpiece.media.asr_model import load_model
+            from earpiece.media.settings import AsrSettings
+
+            loaded = load_model(AsrSettings(model=self.model, device="cpu", workers=1),
+                                cpu_threads=self.cpu_threads)
+            self._decoder = WhisperDecoder(loaded, DecodeOptions(min_window_s=10.0))
+        return self._decoder
+
+    def for_item(self, name: str, language: str) -> Transcriber:
+        """A :data:`Transcriber` for one recording called ``name`` in ``language``."""
+
+        def transcribe(x: npt.NDArray[np.int16], start: int, end: int) -> tuple[str, float]:
+            key = f"{name}|{start}|{end}|{language}|{self.model}"
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+            out = self.decode(x[start:end], language)
+            self._cache[key] = out
+            with self._lock, open(self.cache_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"key": key, "text": out[0], "decode_s": out[1]},
+                                    ensure_ascii=False) + "\n")
+            return out
+
+        return transcribe
+
+    def decode(self, audio8k: npt.NDArray[np.int16], language: str) -> tuple[str, float]:
+        """(text, wall seconds including resampling) for 8 kHz audio."""
+        from scipy.signal import resample_poly
+
+        dec = self._load()
+        t0 = time.monotonic()
+        a = (resample_poly(audio8k.astype(np.float64), 2, 1) / 32768.0).astype(np.float32)
+        out = dec.decode(a, language=language)
+        took = time.monotonic() - t0
+        self.decodes += 1
+        self.decode_s.append(took)
+        return out.text, round(took, 3)
+
+

@@ -1,0 +1,133 @@
+"""Lexical AMD evidence: the phrase scorer, its fusion with the timing model, timed decodes."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from earpiece.bus import EventBus
+from earpiece.events import CallState, CallStateChanged, CpaDecision, Transcript
+from earpiece.media.amd_words import word_evidence
+from earpiece.media.amd_words_run import WordsOptions, analyze_with_words
+from earpiece.media.cpa import CallProgressDetector, CpaOptions
+from earpiece.media.cpa_fork import CpaFork
+
+SOUNDS = Path("/usr/share/asterisk/sounds/en")
+needs_sounds = pytest.mark.skipif(not SOUNDS.exists(), reason="asterisk-core-sounds-en-wav")
+
+
+def _wav(name: str) -> npt.NDArray[np.int16]:
+    with wave.open(str(SOUNDS / f"{name}.wav")) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").copy()
+
+
+def _call(*parts: npt.NDArray[np.int16], lead_s: float = 0.4) -> npt.NDArray[np.int16]:
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.zeros(int(lead_s * 8000), dtype=np.int16), *parts,
+                        np.zeros(3 * 8000, dtype=np.int16)]).astype(np.float64)
+    return np.clip(x + rng.normal(0, 20, x.size), -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("text", [
+    "Hi, you've reached the voicemail of", "The person you are calling is not avail",
+    "Please leave a message after the tone.", "Hello, you reach the gate.",
+    "您拨打的用户暂时无法接通", "您好，我现在不方便接听电话",
+])
+def test_machine_wording_is_strong_machine_evidence(text: str) -> None:
+    ev = word_evidence(text)
+    assert ev.strong_machine and ev.cues
+
+
+@pytest.mark.parametrize("text", [
+    "Hello?", "Hello.", "Yes?", "Good afternoon, Peter speaking.", "Hi, who is this?",
+    "Hello? Who's calling, please?", "Hello, yes, this is she.", "喂，哪位？", "喂，请讲。",
+])
+def test_live_wording_is_strong_human_evidence(text: str) -> None:
+    assert word_evidence(text).strong_human
+
+
+@pytest.mark.parametrize("text", ["", "Hi, this is Mary", "Hello, this is Sarah.",
+                                  "以下是普通话的句子。", "Thank you."])
+def test_ambiguous_or_noise_text_is_weak(text: str) -> None:
+    assert abs(word_evidence(text).log_odds) < 3.0
+
+
+@given(st.text(max_size=80))
+def test_word_evidence_is_bounded_for_any_text(text: str) -> None:
+    ev = word_evidence(text)
+    assert -8.0 <= ev.log_odds <= 8.0
+
+
+@needs_sounds
+def test_human_words_overrule_a_long_greeting_and_machine_words_decide_early() -> None:
+    # vm-intro is a recorded greeting: timing alone calls it machine
+    x = _call(_wav("vm-intro"))
+    opts = CpaOptions(words_wait_s=1.6)
+    def silent(_x: npt.NDArray[np.int16], _s: int, _e: int) -> tuple[str, float]:
+        return "", 0.4
+    timing, log0 = analyze_with_words(x, 8000, silent, options=opts)
+    assert timing.label == "machine" and log0 and float(log0[0]["decode_s"]) == 0.4
+
+    def machine(_x: npt.NDArray[np.int16], _s: int, _e: int) -> tuple[str, float]:
+        return "Please leave your message", 0.5
+    r, log_ = analyze_with_words(x, 8000, machine, options=opts)
+    assert r.label == "machine" and r.evidence["rule"] == "machine_words"
+    # the verdict exists only once the decode has finished: snapshot + decode time
+    assert r.decision_s == pytest.approx(float(log_[0]["available_s"]), abs=0.021)
+    assert float(log_[0]["snapshot_s"]) >= 1.0
+
+    # the same audio with a live answer's words: the person is believed, not the timing
+    def human(_x: npt.NDArray[np.int16], _s: int, _e: int) -> tuple[str, float]:
+        return "Good afternoon, Peter speaking.", 0.4
+    cut = _call(_wav("vm-intro")[: int(8000 * 2.0)])
+    assert analyze_with_words(cut, 8000, silent, options=opts)[0].label == "machine"
+    r2, _ = analyze_with_words(cut, 8000, human, options=opts, words=WordsOptions(first_s=0.8))
+    assert r2.label == "human" and r2.evidence["rule"] == "model+words"
+
+
+@needs_sounds
+def test_words_wait_holds_the_timing_machine_verdict() -> None:
+    x = _call(_wav("vm-intro"))
+    fast = analyze_with_words(x, 8000, lambda *_: ("", 5.0), options=CpaOptions())[0]
+    held = analyze_with_words(x, 8000, lambda *_: ("", 5.0),
+                              options=CpaOptions(words_wait_s=2.2))[0]
+    assert fast.label == held.label == "machine"
+    assert held.decision_s > fast.decision_s
+
+
+def test_transcript_before_answer_does_not_count_after_it() -> None:
+    det = CallProgressDetector(CpaOptions(phase="pre_answer"))
+    det.add_transcript("hello")
+    det.answer()
+    assert not det.words_heard and det.first_speech_s is None
+
+
+@needs_sounds
+def test_fork_hands_customer_transcripts_to_the_detector() -> None:
+    bus = EventBus()
+    seen: list[CpaDecision] = []
+    bus.subscribe(CpaDecision, seen.append)
+    fork = CpaFork(bus)
+    fork.start()
+    bus.publish(CallStateChanged(call_id="w1", old=CallState.RINGING, new=CallState.ANSWERED,
+                                 source="test"))
+    x = _call(_wav("vm-intro"))
+    frames = [x[i:i + 160] for i in range(0, 8000, 160)]  # the first second only
+    for f in frames:
+        fork.on_frame("w1", "customer", f)
+    assert seen == []
+    bus.publish(Transcript(call_id="w1", party="agent", text="leave a message", final=True,
+                           start_s=0.0, end_s=1.0, language="en"))
+    assert seen == [] and fork.stats.transcripts == 0
+    bus.publish(Transcript(call_id="w1", party="customer", text="Please leave a message",
+                           final=False, start_s=0.4, end_s=1.0, language="en"))
+    assert [d.label for d in seen] == ["machine"]
+    assert seen[0].evidence["rule"] == "machine_words" and fork.stats.transcripts == 1
+    assert fork.is_human("w1") is False
+    fork.stop()
