@@ -16,7 +16,7 @@ import abc
 import json
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 from earpiece.crm.dialect import Dialect
 from earpiece.errors import ConfigError
@@ -57,8 +57,16 @@ class CrmBackend(abc.ABC):
         return rows
 
 
+def split_url(url: str) -> ParseResult:
+    """``urlparse`` with its errors as :class:`ConfigError` naming ``crm.url``."""
+    try:
+        return urlparse(url)
+    except ValueError as exc:
+        raise ConfigError(f"invalid database URL: {exc}", key="crm.url") from None
+
+
 def url_scheme(url: str) -> str:
-    scheme = urlparse(url).scheme
+    scheme = split_url(url).scheme
     if scheme not in SCHEMES:
         raise ConfigError(
             f"unsupported database URL scheme {scheme!r} (supported: sqlite:///path,"

@@ -33,7 +33,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import psycopg
 from psycopg import pq
@@ -41,7 +41,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import TextLoader
 
-from earpiece.crm.backend import CrmBackend, Statement
+from earpiece.crm.backend import CrmBackend, Statement, split_url
 from earpiece.crm.dialect import POSTGRESQL
 from earpiece.errors import ConfigError, CrmConnectionError, CrmError
 from earpiece.secret import Secret
@@ -76,7 +76,7 @@ def parse_postgres_url(url: str) -> PgTarget:
 
     Raises :class:`ConfigError` naming ``crm.url``; the message never repeats a password.
     """
-    parsed = urlparse(url)
+    parsed = split_url(url)
     if parsed.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"not a PostgreSQL URL (scheme {parsed.scheme!r})", key="crm.url")
     if parsed.password is not None:

@@ -14,9 +14,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
-from earpiece.crm.backend import CrmBackend, Statement
+from earpiece.crm.backend import CrmBackend, Statement, split_url
 from earpiece.crm.dialect import SQLITE
 from earpiece.errors import ConfigError, CrmConnectionError, CrmError
 
@@ -29,7 +28,7 @@ SCHEMA = SQLITE.schema()
 
 def sqlite_path(url: str) -> str:
     """``sqlite:///relative/path``, ``sqlite:////abs/path`` or ``sqlite://:memory:``."""
-    parsed = urlparse(url)
+    parsed = split_url(url)
     if parsed.scheme != "sqlite":
         raise ConfigError(
             f"unsupported database URL scheme {parsed.scheme!r} for SQLite (sqlite:///path;"
