@@ -385,3 +385,79 @@ async def test_postgres_password_from_settings_reaches_the_store(
     await write(store, started("c1"))
     await store.close()
     assert "s3cret" not in caplog.text and "s3cret" not in repr(settings)
+
+
+class TcpProxy:
+    """Forwards a local ephemeral port to the PostgreSQL server; ``down()`` is an outage
+    (listener closed, every connection cut), ``up()`` the server back on the same port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        await self._server.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+
+async def test_postgres_outage_the_writer_retries_and_loses_nothing(pg_url: str) -> None:
+    parsed = parse_postgres_url(pg_url)
+    proxy = TcpProxy(parsed.host, parsed.port)
+    await proxy.up()
+    url = pg_url.replace(f"@{parsed.host}:{parsed.port}/", f"@127.0.0.1:{proxy.port}/")
+    bus = EventBus()
+    store = await open_store(url)
+    writer = CrmWriter(bus, store, retry_initial_s=0.05, retry_max_s=0.2)
+    writer.start()
+    bus.publish(started("c1"))
+    await writer.flush()
+    await proxy.down()
+    for i in range(2, 6):  # published during the outage
+        bus.publish(started(f"c{i}", at=10.0 + i))
+    await wait_for(lambda: writer.retries >= 3)
+    await proxy.up()
+    await writer.flush()
+    assert writer.failed_batches == 0 and writer.written == 5
+    assert [c["id"] for c in await store.calls()] == ["c1", "c2", "c3", "c4", "c5"]
+    await writer.close()
+    # An outage at shutdown: what is queued is dropped at once, not retried for minutes.
+    writer = CrmWriter(bus, store, retry_initial_s=5.0, retry_for_s=600.0)
+    writer.start()
+    await proxy.down()
+    bus.publish(started("c6"))
+    async with asyncio.timeout(15):
+        await writer.close()
+    assert writer.failed_batches == 1 and writer.written == 0
+    await store.close()
+
+
+async def wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - polling the writer's counters
+            await asyncio.sleep(0.02)

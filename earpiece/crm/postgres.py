@@ -192,8 +192,10 @@ class PostgresStore(CrmBackend):
             try:
                 return await work(conn)
             except psycopg.Error as exc:
-                raise CrmError(f"PostgreSQL {self.target}: {what}: "
-                               f"{self._describe(exc)}") from None
+                lost = isinstance(exc, psycopg.OperationalError) and (conn.broken or conn.closed)
+                error = CrmConnectionError if lost else CrmError
+                raise error(f"PostgreSQL {self.target}: {what}: "
+                            f"{self._describe(exc)}") from None
 
     # --- CrmBackend ----------------------------------------------------------------------
     async def open(self) -> None:

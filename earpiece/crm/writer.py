@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
 from earpiece.bus import EventBus
 from earpiece.crm.backend import CrmBackend, Statement
 from earpiece.crm.dialect import SQLITE, Dialect
+from earpiece.errors import CrmConnectionError
 from earpiece.events import (
     CallEnded,
     CallEvent,
@@ -99,16 +101,38 @@ def statements_for(event: CallEvent, dialect: Dialect = SQLITE) -> list[Statemen
 
 
 class CrmWriter:
-    """Subscribes to call events and writes them in batches."""
+    """Subscribes to call events and writes them in batches.
 
-    def __init__(self, bus: EventBus, store: CrmBackend, *, max_batch: int = 500) -> None:
+    A batch that fails because the database is unreachable (a PostgreSQL restart or network
+    outage; :class:`~earpiece.errors.CrmConnectionError`) is retried with exponential backoff
+    for up to ``retry_for_s`` while new events wait in the queue; any other failure, or an
+    outage that outlasts ``retry_for_s``, drops the batch and counts it in ``failed_batches``.
+    While closing, an unreachable database drops what is left at once instead of waiting.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        store: CrmBackend,
+        *,
+        max_batch: int = 500,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        retry_for_s: float = 300.0,
+    ) -> None:
         self._bus = bus
         self._store = store
         self._queue: asyncio.Queue[CallEvent] = bus.queue(CallEvent, maxsize=100_000)
         self._max_batch = max_batch
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._retry_for_s = retry_for_s
         self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self._unreachable_at_close = False
         self.written = 0
         self.failed_batches = 0
+        self.retries = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="crm-writer")
@@ -130,12 +154,34 @@ class CrmWriter:
         statements = [s for ev in batch for s in statements_for(ev, dialect)]
         if not statements:
             return
-        try:
-            await self._store.execute_many(statements)
-            self.written += len(batch)
-        except Exception:
-            self.failed_batches += 1
-            log.exception("CRM write of %d events failed", len(batch))
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._retry_for_s
+        delay = self._retry_initial_s
+        while True:
+            if self._unreachable_at_close:
+                self.failed_batches += 1
+                return
+            try:
+                await self._store.execute_many(statements)
+                self.written += len(batch)
+                return
+            except CrmConnectionError as exc:
+                if self._closing.is_set() or loop.time() + delay > give_up_at:
+                    self._unreachable_at_close = self._closing.is_set()
+                    self.failed_batches += 1
+                    log.error("CRM write of %d events dropped, database unreachable: %s",
+                              len(batch), exc)
+                    return
+                self.retries += 1
+                log.warning("CRM database unreachable (%s); retrying %d events in %.1f s",
+                            exc, len(batch), delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
+                delay = min(delay * 2, self._retry_max_s)
+            except Exception:
+                self.failed_batches += 1
+                log.exception("CRM write of %d events failed", len(batch))
+                return
 
     async def flush(self) -> None:
         """Wait until everything published so far is written."""
@@ -144,7 +190,8 @@ class CrmWriter:
         await self._queue.join()
 
     async def close(self) -> None:
-        """Write what is queued, then stop."""
+        """Write what is queued, then stop (dropping it if the database is unreachable)."""
+        self._closing.set()
         if self._task is not None:
             if not self._task.done():
                 await self._queue.join()
