@@ -256,3 +256,71 @@ async def test_language_per_call() -> None:
         assert "cn-call" not in svc._call_language
     finally:
         await svc.stop()
+
+
+async def test_call_ended_mid_utterance_decodes_what_was_heard() -> None:
+    """Internal VAD: the caller is still talking when the call ends; closing the call turns
+    the open utterance into a final covering the audio up to the end."""
+    bus = EventBus()
+    q = bus.queue(Transcript)
+    runner = FakeRunner(delay=0.0)
+    svc = AsrService(runner, bus=bus, settings=ServiceSettings(workers=1))
+    await svc.start()
+    try:
+        speech = read("demo-congrats")[: int(1.6 * RATE)]  # cut mid-sentence
+        pcm = np.concatenate([np.zeros(RATE // 2, np.int16), speech])
+        for i in range(0, len(pcm) - 159, 160):
+            svc.feed_frame("hangup", "customer", pcm[i: i + 160], RATE, i / RATE)
+        assert runner.ran == [] or not any(r.final for r in runner.ran)
+        svc.close_call("hangup")
+        await svc.drain()
+        finals = [r for r in runner.ran if r.final]
+        assert len(finals) == 1
+        assert finals[0].start_s <= 1.0 and finals[0].end_s >= len(pcm) / RATE - 0.03
+        ev = q.get_nowait()
+        assert ev.final and ev.call_id == "hangup"
+        assert svc.metrics().streams == 0
+    finally:
+        await svc.stop()
+
+
+async def test_call_ended_event_keeps_the_media_flush_in_the_last_final() -> None:
+    """Hub path, in the order a live call produces it: CallEnded, then the media fork drains
+    the party's jitter buffer and closes its VAD segment. The flushed tail belongs to the
+    call's last final (one final, up to the last packet); frames after the close are dropped
+    and open no new stream."""
+    from earpiece.media.frames import FrameHub, PartyStream
+    from earpiece.media.g711 import encode_ulaw
+
+    bus = EventBus()
+    hub = FrameHub(bus=bus)
+    runner = FakeRunner(delay=0.0)
+    svc = AsrService(runner, bus=bus, settings=ServiceSettings(workers=1, end_grace_s=0.2))
+    await svc.start()
+    detach = svc.attach_hub(hub)
+    try:
+        stream = PartyStream("c1", "customer", "ulaw", hub, clock=lambda: 0.0)
+        pcm = np.concatenate([np.zeros(RATE // 2, np.int16),
+                              read("demo-congrats")[: int(1.6 * RATE)]])
+        payload = encode_ulaw(pcm)
+        packets = len(payload) // 160
+        for seq in range(packets):
+            if seq != packets - 3:  # lost: the jitter buffer holds the last two packets
+                stream.on_rtp(seq, payload[seq * 160: (seq + 1) * 160], 0.0)
+        svc.end_call("c1")  # CallEnded: not closed yet
+        assert svc.metrics().streams == 1
+        stream.close()  # the fork's flush, after CallEnded
+        await asyncio.sleep(0.3)
+        await svc.drain()
+        finals = [r for r in runner.ran if r.final]
+        assert len(finals) == 1, [(r.start_s, r.end_s) for r in finals]
+        assert finals[0].end_s >= packets * 0.02 - 0.01  # the held packets are in it
+        assert svc.metrics().streams == 0
+        late = PartyStream("c1", "customer", "ulaw", hub, clock=lambda: 0.0)
+        for seq in range(10):
+            late.on_rtp(seq, payload[-1600:][seq * 160: (seq + 1) * 160], 0.0)
+        late.close()
+        assert svc.metrics().streams == 0
+    finally:
+        detach()
+        await svc.stop()

@@ -75,6 +75,9 @@ class ServiceSettings:
     overload_lag_s: float = 1.0
     latency_window: int = 2000
     idle_close_s: float = 300.0  # a stream not fed this long is closed (a lost CallEnded)
+    # CallEnded -> close the call's streams this much later, so that the media fork's flush
+    # (jitter buffer drain, last VAD segment), which follows CallEnded, still reaches them.
+    end_grace_s: float = 0.5
     stream: StreamSettings = field(default_factory=StreamSettings)
 
 
@@ -132,6 +135,7 @@ class AsrService:
         self._closing: list[_StreamState] = []  # closed streams whose finals still wait
         self._call_language: dict[str, str] = {}
         self._call_started: dict[str, float] = {}
+        self._ended: dict[str, None] = {}  # calls closed: late frames are ignored (bounded)
         self._pending = 0
         self._busy = 0
         self._clock = 0
@@ -278,10 +282,35 @@ class AsrService:
                 self._closing.append(st)
 
     def close_call(self, call_id: str) -> None:
+        """The call ended: an utterance still open on any of its streams is decoded as a final
+        (what was heard up to now), then the streams are forgotten. Frames that the media
+        fork delivers for the call afterwards are ignored (see :meth:`attach_hub`)."""
         self._call_language.pop(call_id, None)
         self._call_started.pop(call_id, None)
+        self._ended[call_id] = None
+        while len(self._ended) > 10_000:
+            self._ended.pop(next(iter(self._ended)))
         for key in [k for k in self._streams if k[0] == call_id]:
             self.close_stream(*key)
+
+    def end_call(self, call_id: str) -> None:
+        """``CallEnded``: close the call after ``end_grace_s`` (at once without a running
+        event loop), so that audio and segments the media fork flushes on the same event are
+        still part of the call's last final."""
+        grace = self.settings.end_grace_s
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or grace <= 0:
+            self.close_call(call_id)
+            return
+        loop.call_later(grace, self.close_call, call_id)
+
+    def close_all(self) -> None:
+        """Close every call (shutdown): open utterances become finals."""
+        for call_id in {k[0] for k in self._streams}:
+            self.close_call(call_id)
 
     def set_call_started(self, call_id: str, at: float) -> None:
         """Wall-clock start of a call: published times of its streams opened from the hub are
@@ -299,6 +328,8 @@ class AsrService:
     def attach_hub(self, hub: FrameHub) -> Callable[[], None]:
         """Take frames (with their VAD verdict) and closed segments from the media fork."""
         def on_frame(frame: AudioFrame) -> None:
+            if frame.call_id in self._ended:
+                return  # a frame flushed after the call was closed
             if (frame.call_id, frame.party) not in self._streams:
                 # Party stream time -> call time: the stream started (now - timestamp) ago.
                 started = self._call_started.get(frame.call_id)
@@ -490,14 +521,16 @@ def build_service(settings: Any = None, *, bus: EventBus | None = None,
                       on_hypothesis=on_hypothesis)
 
 
-async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None) -> Callable[
-        [], Awaitable[None]]:
+async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None, *,
+                    stop_drain_s: float = 5.0) -> Callable[[], Awaitable[None]]:
     """Wire streaming recognition into a running service; returns an async ``stop``.
 
     Loads the configured model in a thread (the loop stays free), starts the workers, takes
     every party's frames (with the media VAD's verdicts) and closed segments from ``hub``,
-    publishes :class:`~earpiece.events.Transcript` events on ``bus``, and forgets a call's
-    streams on its :class:`~earpiece.events.CallEnded`. Word times are relative to the call's
+    publishes :class:`~earpiece.events.Transcript` events on ``bus``, and closes a call's
+    streams on its :class:`~earpiece.events.CallEnded` (after ``end_grace_s``; an utterance
+    still open is decoded as a final). ``stop`` decodes open utterances too, waiting at most
+    ``stop_drain_s`` for the finals. Word times are relative to the call's
     :class:`~earpiece.events.CallStarted` (to the party's stream start if that was not seen).
     A call tagged ``language=zh`` (on
     ``CallStarted`` or ``CallTagged``, e.g. from the dialplan hook) is recognised in that
@@ -516,13 +549,18 @@ async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None) -> Calla
         if language:
             svc.set_call_language(ev.call_id, language)
 
-    unsubs = [bus.subscribe(CallEnded, lambda ev: svc.close_call(ev.call_id)),
+    unsubs = [bus.subscribe(CallEnded, lambda ev: svc.end_call(ev.call_id)),
               bus.subscribe(CallStarted, on_tags), bus.subscribe(CallTagged, on_tags)]
 
     async def stop() -> None:
         for unsub in unsubs:
             unsub()
         detach()
+        svc.close_all()  # what callers said last is still decoded (bounded wait)
+        try:
+            await asyncio.wait_for(svc.drain(), timeout=stop_drain_s)
+        except TimeoutError:
+            log.warning("ASR stopped with %d finals undecoded", svc.metrics().pending_finals)
         await svc.stop()
 
     return stop
