@@ -45,11 +45,17 @@ def test_machine_wording_is_strong_machine_evidence(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "Hello?", "Hello.", "Yes?", "Good afternoon, Peter speaking.", "Hi, who is this?",
+    "Good afternoon, Peter speaking.", "Hi, who is this?",
     "Hello? Who's calling, please?", "Hello, yes, this is she.", "喂，哪位？", "喂，请讲。",
 ])
 def test_live_wording_is_strong_human_evidence(text: str) -> None:
     assert word_evidence(text).strong_human
+
+
+@pytest.mark.parametrize("text", ["Hello?", "Yes?", "喂？"])
+def test_a_bare_greeting_leans_human_but_weakly(text: str) -> None:
+    ev = word_evidence(text)
+    assert -3.0 < ev.log_odds < 0 and ev.cues
 
 
 @pytest.mark.parametrize("text", ["", "Hi, this is Mary", "Hello, this is Sarah.",

@@ -39,7 +39,8 @@ MACHINE_CUES: tuple[tuple[str, float], ...] = (
     ("not here", 3.0), ("missed you", 3.0), ("get back to you", 4.0), ("call you back", 4.0),
     ("please try again", 4.0), ("try again later", 4.0), ("all circuits", 4.0),
     ("is busy", 2.0), ("at the moment", 2.0), ("right now", 2.0), ("the person at", 4.0),
-    ("extension", 3.0), ("please", 1.0),
+    ("extension", 3.0), ("please leave", 4.0), ("for calling", 4.0), ("the number you", 3.0),
+    ("nobody", 3.0), ("leave my", 3.0), ("reach", 3.0), ("please", 1.0),
     ("您拨打的", 5.0), ("拨打", 4.0), ("留言", 5.0), ("不在服务区", 5.0), ("请在", 4.0),
     ("提示音", 5.0), ("无法接通", 5.0), ("暂时无法", 4.0), ("稍后再拨", 5.0), ("稍后", 3.0),
     ("通话中", 4.0), ("欢迎致电", 5.0), ("欢迎", 3.0), ("非工作时间", 5.0), ("不方便接听", 5.0),
@@ -49,14 +50,14 @@ HUMAN_CUES: tuple[tuple[str, float], ...] = (
     ("speaking", -4.0), ("who is this", -4.0), ("who's this", -4.0), ("who is it", -4.0),
     ("who's calling", -4.0), ("who is calling", -4.0), ("this is she", -4.0),
     ("this is he", -3.0), ("residence", -3.0), ("who's that", -3.0), ("can i help", -2.0),
-    ("哪位", -4.0), ("请讲", -4.0), ("是我", -3.0), ("喂", -2.0),
+    ("哪位", -4.0), ("请讲", -4.0), ("是我", -3.0), ("喂", -1.0),
 )
 #: A whole transcript of one or two of these words is a person waiting for an answer.
 BARE_GREETINGS = frozenset({
     "hello", "hi", "hey", "yes", "yeah", "yep", "hallo", "hullo", "speaking", "good",
     "morning", "afternoon", "evening", "ok", "okay", "yo", "喂", "你好", "您好", "嗯",
 })
-BARE_WEIGHT = -3.0
+BARE_WEIGHT = -1.5  # a partial may be the first word of a recording: weak
 #: Texts Whisper produces from noise or from its own Mandarin prompt: no evidence.
 _NOISE = re.compile(r"(普通话的句子|谢谢观看|字幕|subtitles|thank you for watching)")
 _WORD = re.compile(r"[a-z']+|[\u4e00-\u9fff]")

@@ -46,6 +46,10 @@ class WordsOptions:
     step_s: float = 0.6  # later snapshots, while undecided
     lead_s: float = 0.3  # audio kept before the first speech
     max_snapshots: int = 3
+    # > 0: also snapshot at the greeting's first pause of this long (after >= pause_min_span_s
+    # of greeting), as an ASR endpointer would: a whole phrase is recognised better
+    pause_s: float = 0.0
+    pause_min_span_s: float = 0.3
 
 
 def analyze_with_words(samples: npt.NDArray[np.int16], rate: int, transcribe: Transcriber, *,
@@ -81,7 +85,11 @@ def analyze_with_words(samples: npt.NDArray[np.int16], rate: int, transcribe: Tr
             continue
         if next_snap is None:
             next_snap = onset + w.first_s
-        if len(log_) < w.max_snapshots and t >= next_snap - 1e-9 and t >= busy_until - 1e-9:
+        due = t >= next_snap - 1e-9
+        if w.pause_s > 0 and not log_:
+            f = det.greeting_features()
+            due = due or (f is not None and f[3] >= w.pause_s and f[0] >= w.pause_min_span_s)
+        if len(log_) < w.max_snapshots and due and t >= busy_until - 1e-9:
             start = max(0, round((onset - w.lead_s) * RATE))
             end = i + FRAME
             text, decode_s = transcribe(x, start, end)

@@ -104,14 +104,14 @@ def item_language(it: Item) -> str:
 
 #: Operating point with words (chosen on the tune split, see docs/benchmarks/amd.md).
 WORDS_MACHINE_P = 0.9
-WORDS_HUMAN_P = 0.1
-WORDS_WAIT_S = 1.6
+WORDS_HUMAN_P = 0.12
+WORDS_WAIT_S = 0.0
 
 
 def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | None = None,
              amd: str = "model", words: bool = False, asr_model: str = "base",
              words_wait_s: float | None = None, machine_p: float | None = None,
-             human_p: float | None = None,
+             human_p: float | None = None, words_pause_s: float = 0.0,
              ) -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
     from earpiece.media.amd_baseline import AmdConfig, baseline_result
     from earpiece.media.cpa import CpaOptions, analyze_audio
@@ -135,6 +135,9 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
         greetings = WhisperGreetings(root / f"words-cache-{asr_model.replace('/', '_')}.jsonl",
                                      model=asr_model)
     snapshots: list[dict[str, Any]] = []
+    from earpiece.media.amd_words_run import WordsOptions
+
+    words_options = WordsOptions(pause_s=words_pause_s)
     ours: list[CpaResult] = []
     base: list[CpaResult] = []
     t_ours = t_base = audio_s = 0.0
@@ -144,7 +147,7 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
         t0 = time.perf_counter()
         if greetings is not None and it.group == "amd":
             r, log_ = analyze_with_words(x, rate, greetings.for_item(it.file, item_language(it)),
-                                         options=post)
+                                         options=post, words=words_options)
             ours.append(r)
             snapshots.extend(log_)
         else:
