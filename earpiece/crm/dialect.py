@@ -24,6 +24,7 @@ is a shallow merge; call tags are flat ``str -> str`` maps, where the two agree.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -130,22 +131,28 @@ class Dialect:
         """
         if self.name == "sqlite":
             return sql
-        out: list[str] = []
-        quote = ""
-        for ch in sql:
-            if ch == "%":
-                out.append("%%")
-                continue
-            if quote:
-                if ch == quote:  # a doubled quote ('') closes and reopens: same result
-                    quote = ""
-            elif ch in ("'", '"'):
-                quote = ch
-            elif ch == "?":
-                out.append("%s")
-                continue
-            out.append(ch)
-        return "".join(out)
+        return _qmark_to_format(sql)
+
+
+@functools.lru_cache(maxsize=1024)
+def _qmark_to_format(sql: str) -> str:
+    """See :meth:`Dialect.native` (cached: the CRM's statements are a few dozen templates)."""
+    out: list[str] = []
+    quote = ""
+    for ch in sql:
+        if ch == "%":
+            out.append("%%")
+            continue
+        if quote:
+            if ch == quote:  # a doubled quote ('') closes and reopens: same result
+                quote = ""
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        out.append(ch)
+    return "".join(out)
 
 
 SQLITE = Dialect(name="sqlite", real="REAL", json="TEXT")

@@ -56,6 +56,9 @@ Connection = psycopg.AsyncConnection[DictRow]
 # (CREATE TABLE IF NOT EXISTS is not race-free in PostgreSQL).
 SCHEMA_LOCK_KEY = 0x45415250  # "EARP"
 
+# Statements queued in a pipeline between two chances for other tasks to run.
+YIELD_EVERY = 32
+
 
 @dataclass(frozen=True)
 class PgTarget:
@@ -225,8 +228,12 @@ class PostgresStore(CrmBackend):
 
         async def work(conn: Connection) -> None:
             async with conn.pipeline(), conn.transaction():
-                for sql, params in native:
+                for i, (sql, params) in enumerate(native, 1):
                     await conn.execute(sql, params)
+                    if i % YIELD_EVERY == 0:
+                        # In pipeline mode execute() queues without waiting for the server,
+                        # so a long batch would hold the loop; let other tasks run.
+                        await asyncio.sleep(0)
 
         await self._call(work, f"writing {len(native)} statements")
 
