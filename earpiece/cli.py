@@ -25,6 +25,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "amd": ("earpiece.media.bench_amd", "call-progress and answering-machine detection"),
     "asr": ("earpiece.media.bench_asr", "streaming speech recognition"),
     "sim": ("earpiece.sim.bench_rtp", "PBX simulator RTP sender throughput"),
+    "crm": ("earpiece.crm.bench_crm", "CRM write throughput and loop stalls (SQLite/PostgreSQL)"),
 }
 
 
