@@ -51,3 +51,22 @@ def test_cli_options() -> None:
     bench_asr.configure(parser)
     args = parser.parse_args(["--json", "--quick", "--prompts", "100", "--streams-max", "6"])
     assert args.json and args.quick and args.prompts == 100 and args.streams_max == 6
+    args = parser.parse_args(["--short-min-window-s", "8", "--short-audio-s", "2.5",
+                              "--preroll-s", "0.3", "--short-prompts", "60",
+                              "--skip", "short"])
+    assert (args.short_min_window_s, args.short_audio_s, args.preroll_s) == (8.0, 2.5, 0.3)
+    assert args.short_prompts == 60 and args.skip == "short"
+
+
+def test_short_utterance_set_is_real_short_and_reproducible() -> None:
+    prompts = bench_asr.load_short_prompts(80)
+    assert len(prompts) == 80 and len({p.name for p in prompts}) == 80
+    names = [p.name for p in prompts]
+    assert names[:4] == list(bench_asr.GREETINGS)  # hello, hello-world, goodbye, vm-goodbye
+    assert any(n.startswith("digits/") for n in names)
+    assert any(n.startswith(("letters/", "phonetic/")) for n in names)
+    for p in prompts:
+        assert 0.25 <= p.duration_s <= 1.5
+        assert normalize_en(p.text) and "..." not in p.text and "<" not in p.text
+    assert [p.name for p in bench_asr.load_short_prompts(80)] == names
+    assert not {p.name for p in bench_asr.load_prompts(120)} >= set(names)

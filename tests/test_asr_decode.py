@@ -271,3 +271,34 @@ def test_analyze_cli_gives_a_transcript_per_party(tmp_path: Path,
     assert "accept" in parties["customer"]["text"].lower()
     assert "password" in parties["agent"]["text"].lower()
     assert parties["agent"]["utterances"][0]["words"]
+
+
+async def test_short_greetings_through_the_streaming_pipeline(base: WhisperRunner) -> None:
+    """Real one- and two-word prompts (G.711 u-law, as on a call) fed frame by frame into the
+    service with the default window policy give their words; the last one is cut off by the
+    end of the call (no trailing silence) and is still decoded."""
+    from earpiece.media.g711 import decode_ulaw, encode_ulaw
+
+    bus = EventBus()
+    q = bus.queue(Transcript)
+    svc = AsrService(base, bus=bus, settings=ServiceSettings(workers=2))
+    await svc.start()
+    try:
+        gap = np.zeros(RATE, np.int16)
+        pcm = np.concatenate([gap, read("hello"), gap, read("hello-world"), gap,
+                              read("goodbye")])
+        pcm = decode_ulaw(encode_ulaw(pcm))
+        for i in range(0, len(pcm) - 159, 160):
+            svc.feed_frame("greet", "customer", pcm[i: i + 160], RATE, i / RATE)
+            if i % 3200 == 0:
+                await asyncio.sleep(0)
+        svc.close_call("greet")  # hang-up right after "Goodbye!"
+        await svc.drain()
+        finals = []
+        while not q.empty():
+            ev = q.get_nowait()
+            if ev.final:
+                finals.append(" ".join(normalize_en(ev.text)))
+        assert finals == ["hello", "hello world", "goodbye"]
+    finally:
+        await svc.stop()

@@ -168,9 +168,28 @@ def test_simplified_chinese() -> None:
 
 def test_window_is_bounded() -> None:
     o = Opts()
-    assert window_seconds(0.5, o) == 4
+    assert window_seconds(0.5, o) == 10  # short audio: the short-utterance minimum
+    assert window_seconds(1.99, o) == 10
+    assert window_seconds(2.0, o) == 4
+    assert window_seconds(2.5, o) == 5
     assert window_seconds(7.2, o) == 10
     assert window_seconds(40.0, o) == 30
+    flat = Opts(short_audio_s=0.0)
+    assert window_seconds(0.5, flat) == 4
+
+
+def test_noise_floor_padding() -> None:
+    from earpiece.media.asr_decoder import noise_floor
+
+    rng = np.random.default_rng(1)
+    quiet = rng.normal(0, 0.001, 3200)
+    loud = rng.normal(0, 0.3, 12800)
+    audio = np.concatenate([quiet, loud]).astype(np.float32)
+    pad = noise_floor(audio, 8000)
+    assert pad.dtype == np.float32 and len(pad) == 8000
+    assert 0.0005 < float(np.sqrt(np.mean(pad.astype(np.float64) ** 2))) < 0.01
+    assert np.array_equal(pad, noise_floor(audio, 8000))
+    assert not noise_floor(np.zeros(1600, np.float32), 100).any()
 
 
 def test_zh_prompt_echo_is_removed() -> None:

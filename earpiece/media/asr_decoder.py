@@ -39,6 +39,13 @@ class DecodeOptions:
     beam_size: int = 1
     pad_s: float = 2.0  # trailing silence in the encoder window
     min_window_s: float = 4.0
+    # Audio shorter than ``short_audio_s`` gets a window of at least ``short_min_window_s``:
+    # in a 4 s window Whisper garbles lone words ("Hello." -> "Hamau").
+    short_audio_s: float = 2.0
+    short_min_window_s: float = 10.0
+    # Fill the window after the audio with the utterance's own noise floor (quietest 10 ms
+    # frames) instead of digital zeros.
+    pad_noise: bool = False
     max_new_tokens_base: int = 16
     max_new_tokens_per_s: float = 10.0
     suppress_blank: bool = True
@@ -77,10 +84,26 @@ def default_options(multilingual: bool) -> DecodeOptions:
     """Window defaults measured on 120 G.711 prompts (``earpiece bench asr``): multilingual
     base is best with 2 s of padding in a window of at least 4 s (WER 4.9 %; 8 s: 5.2 %); the
     English-only tiny model repeats itself in short windows (WER 9.7 % at 4 s) and needs 3 s
-    of padding in at least 8 s (4.8 %; full 30 s windows: 4.6 %)."""
+    of padding in at least 8 s (4.8 %; full 30 s windows: 4.6 %). Audio shorter than 2 s
+    (lone words, greetings) gets at least 10 s: in 4 s base garbles them ("Hello." ->
+    "Hamau"); see docs/benchmarks/asr.md for the short-utterance figures."""
     if multilingual:
         return DecodeOptions()
     return DecodeOptions(pad_s=3.0, min_window_s=8.0)
+
+
+def noise_floor(audio: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.float32]:
+    """``n`` samples of white noise at the level of the quietest 10 % of ``audio``'s 10 ms
+    frames (deterministic: seeded by the length)."""
+    hop = SAMPLE_RATE // 100
+    frames = len(audio) // hop
+    if frames == 0:
+        return np.zeros(n, dtype=np.float32)
+    rms = np.sqrt((audio[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2)
+                  .mean(axis=1))
+    level = float(np.percentile(rms, 10))
+    rng = np.random.default_rng(n)
+    return (rng.standard_normal(n) * level).astype(np.float32)
 
 
 def compression_ratio(text: str) -> float:
@@ -89,8 +112,12 @@ def compression_ratio(text: str) -> float:
 
 
 def window_seconds(audio_s: float, options: DecodeOptions) -> int:
-    """Encoder window for ``audio_s`` of audio: whole seconds, >= audio + pad, <= 30."""
-    return int(min(MAX_WINDOW_S, max(options.min_window_s, math.ceil(audio_s + options.pad_s))))
+    """Encoder window for ``audio_s`` of audio: whole seconds, >= audio + pad, at least
+    ``min_window_s`` (``short_min_window_s`` below ``short_audio_s``), at most 30."""
+    minimum = options.min_window_s
+    if audio_s < options.short_audio_s:
+        minimum = max(minimum, options.short_min_window_s)
+    return int(min(MAX_WINDOW_S, max(minimum, math.ceil(audio_s + options.pad_s))))
 
 
 class WhisperDecoder:
@@ -131,6 +158,8 @@ class WhisperDecoder:
         n = window * SAMPLE_RATE
         clip = audio[:n]
         padded = np.zeros(n, dtype=np.float32)
+        if self.options.pad_noise and len(clip) < n:
+            padded[len(clip):] = noise_floor(clip, n - len(clip))
         padded[: len(clip)] = clip
         feats = self._wm.feature_extractor(padded, padding=0)
         frames = window * SAMPLE_RATE // HOP

@@ -54,7 +54,7 @@ class StreamSettings:
     max_utterance_s: float = 20.0  # longer utterances are cut into several finals
     min_utterance_s: float = 0.2
     ring_s: float = 40.0  # audio kept per party (bounds memory)
-    preroll_s: float = 0.2
+    preroll_s: float = 0.35  # before the first voiced frame: 0.2 s garbles short words
     tail_s: float = 0.15  # audio kept after the last voiced frame in a final
     abandon_after_s: float = 1.0  # external VAD: non-speech this long without a segment
     vad: VadSettings = field(default_factory=VadSettings)

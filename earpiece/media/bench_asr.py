@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from earpiece.media.asr_model import LoadedModel
     from earpiece.media.asr_runner import WhisperRunner
+    from earpiece.media.asr_stream import StreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="silence after the audio in the encoder window (decoder default)")
     parser.add_argument("--min-window-s", type=float, default=None,
                         help="shortest encoder window (decoder default)")
+    parser.add_argument("--short-min-window-s", type=float, default=None,
+                        help="shortest encoder window for short audio (decoder default)")
+    parser.add_argument("--short-audio-s", type=float, default=None,
+                        help="audio shorter than this is short (decoder default; 0: off)")
+    parser.add_argument("--preroll-s", type=float, default=None,
+                        help="audio kept before an utterance's first voiced frame")
+    parser.add_argument("--short-prompts", type=int, default=None,
+                        help="prompts of <= 1.5 s for the short-utterance WER (default 80, "
+                        "quick 40)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the batch faster-whisper reference runs")
     parser.add_argument("--skip", default="",
-                        help="comma-separated parts to skip: wer,latency,streams,zh")
+                        help="comma-separated parts to skip: wer,short,latency,streams,zh")
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -165,6 +175,37 @@ def load_prompts(n: int, *, seed: int = 0, max_s: float = 28.0) -> list[Prompt]:
     return out
 
 
+#: Short prompts always in the short-utterance set: the greetings a call opens and closes with.
+GREETINGS = ("hello", "hello-world", "goodbye", "vm-goodbye")
+
+
+def load_short_prompts(n: int, *, seed: int = 0, max_s: float = 1.5) -> list[Prompt]:
+    """The short-utterance set: :data:`GREETINGS` plus prompts of at most ``max_s`` with
+    words (single words, digits, letters, short phrases), chosen reproducibly at random, ``n``
+    in all, each through the G.711 round trip."""
+    import numpy as np
+
+    lines = transcript_lines()
+    names = sorted(
+        name for name, text in lines.items()
+        if text and not any(c in text for c in "[(<") and "..." not in text
+        and any(c.isalpha() for c in text) and (SOUNDS / f"{name}.wav").is_file()
+        and name not in GREETINGS
+    )
+    rng = np.random.default_rng(seed)
+    order = [n_ for n_ in GREETINGS if n_ in lines] + [names[int(i)]
+                                                     for i in rng.permutation(len(names))]
+    out: list[Prompt] = []
+    for name in order:
+        pcm = read_wav_8k(SOUNDS / f"{name}.wav")
+        if len(pcm) / RATE > max_s or len(pcm) < RATE // 4:
+            continue
+        out.append(Prompt(name, lines[name], g711_round_trip(pcm)))
+        if len(out) >= n:
+            break
+    return out
+
+
 def speech_bounds(pcm: npt.NDArray[np.int16], threshold_dbfs: float = -45.0) -> tuple[float,
                                                                                       float]:
     """First and last 10 ms with energy above ``threshold_dbfs`` (the prompt's speech)."""
@@ -199,14 +240,14 @@ def espeak_cmn(pinyin: str, workdir: Path) -> npt.NDArray[np.int16]:
 # -- (a) WER, (c) RTF, reference ----------------------------------------------------------------
 
 def pipeline_text(runner: WhisperRunner, pcm: npt.NDArray[np.int16],
-                  language: str) -> tuple[str, float]:
+                  language: str, stream: StreamSettings | None = None) -> tuple[str, float]:
     """Streaming-pipeline transcript of one clip (offline pace) and the decode seconds."""
     import numpy as np
 
     from earpiece.media.asr_file import transcribe_party
 
     padded = np.concatenate([np.zeros(RATE // 2, np.int16), pcm, np.zeros(RATE, np.int16)])
-    r = transcribe_party(padded, RATE, runner, language=language)
+    r = transcribe_party(padded, RATE, runner, language=language, settings=stream)
     return str(r["text"]), float(r["decode_s"])
 
 
@@ -219,7 +260,11 @@ def batch_text(loaded: LoadedModel, pcm: npt.NDArray[np.int16], language: str) -
 
 
 def measure_wer(runner: WhisperRunner, loaded: LoadedModel, prompts: list[Prompt], *,
-                reference: bool) -> dict[str, Any]:
+                reference: bool, stream: StreamSettings | None = None,
+                prefix: str = "") -> dict[str, Any]:
+    """WER of the pipeline (and of the batch reference) on ``prompts``; keys ``wer``,
+    ``reference_wer``, ``wer_prompts``... or, with ``prefix="short"``, ``short_wer``,
+    ``short_reference_wer``, ``short_prompts``..."""
     from earpiece.media.asr_metrics import ErrorRate, normalize_en
 
     ours, ref = ErrorRate(), ErrorRate()
@@ -227,7 +272,7 @@ def measure_wer(runner: WhisperRunner, loaded: LoadedModel, prompts: list[Prompt
     worst: list[tuple[int, str, str, str]] = []
     for p in prompts:
         words = normalize_en(p.text)
-        text, secs = pipeline_text(runner, p.pcm, "en")
+        text, secs = pipeline_text(runner, p.pcm, "en", stream)
         decode_s += secs
         audio_s += p.duration_s
         e = ours.add(words, normalize_en(text))
@@ -238,6 +283,17 @@ def measure_wer(runner: WhisperRunner, loaded: LoadedModel, prompts: list[Prompt
             ref.add(words, normalize_en(batch_text(loaded, p.pcm, "en")))
             ref_s += time.monotonic() - t0
     worst.sort(reverse=True)
+    worst_out = [{"prompt": n, "errors": e, "ref": r, "hyp": h} for e, n, r, h in worst[:8]]
+    if prefix:
+        return {
+            f"{prefix}_wer": round(ours.rate, 4),
+            f"{prefix}_reference_wer": round(ref.rate, 4) if reference else None,
+            f"{prefix}_prompts": ours.utterances,
+            f"{prefix}_words": ours.ref_tokens,
+            f"{prefix}_decode_s": round(decode_s / max(1, ours.utterances), 3),
+            f"{prefix}_errors": [{"prompt": n, "ref": r, "hyp": h}
+                                 for _, n, r, h in sorted(worst, key=lambda w: w[1])],
+        }
     return {
         "wer": round(ours.rate, 4),
         "reference_wer": round(ref.rate, 4) if reference else None,
@@ -245,8 +301,7 @@ def measure_wer(runner: WhisperRunner, loaded: LoadedModel, prompts: list[Prompt
         "wer_words": ours.ref_tokens,
         "rtf": round(decode_s / audio_s, 4) if audio_s else None,
         "reference_rtf": round(ref_s / audio_s, 4) if reference and audio_s else None,
-        "wer_worst": [{"prompt": n, "errors": e, "ref": r, "hyp": h}
-                      for e, n, r, h in worst[:8]],
+        "wer_worst": worst_out,
     }
 
 
@@ -317,13 +372,15 @@ def build_track(prompts: list[Prompt], *, duty: float | None, gap_s: float, lead
 
 
 async def stream_tracks(runner: WhisperRunner, tracks: list[_Track], *, workers: int,
-                        language: str = "en") -> dict[str, Any]:
+                        language: str = "en",
+                        stream: StreamSettings | None = None) -> dict[str, Any]:
     """Feed every track in real time (20 ms frames) into one AsrService; measure latencies."""
     import numpy as np
 
     from earpiece.bus import EventBus
     from earpiece.events import Transcript
     from earpiece.media.asr_service import AsrService, ServiceSettings
+    from earpiece.media.asr_stream import StreamSettings
 
     bus = EventBus()
     finals: list[tuple[float, str, float]] = []  # (wall, call, end_s)
@@ -337,8 +394,8 @@ async def stream_tracks(runner: WhisperRunner, tracks: list[_Track], *, workers:
             partials += 1
 
     bus.subscribe(Transcript, on_transcript)
-    svc = AsrService(runner, bus=bus, settings=ServiceSettings(workers=workers,
-                                                               language=language))
+    svc = AsrService(runner, bus=bus, settings=ServiceSettings(
+        workers=workers, language=language, stream=stream or StreamSettings()))
     await svc.start()
     frame = RATE // 50
     n_frames = max(len(t.pcm) for t in tracks) // frame
@@ -387,17 +444,18 @@ async def stream_tracks(runner: WhisperRunner, tracks: list[_Track], *, workers:
     }
 
 
-def measure_latency(runner: WhisperRunner, prompts: list[Prompt], workers: int) -> dict[str,
-                                                                                      Any]:
+def measure_latency(runner: WhisperRunner, prompts: list[Prompt], workers: int,
+                    stream: StreamSettings | None = None) -> dict[str, Any]:
     track = build_track(prompts, duty=None, gap_s=1.5, lead_s=1.0)
-    r = asyncio.run(stream_tracks(runner, [track], workers=workers))
+    r = asyncio.run(stream_tracks(runner, [track], workers=workers, stream=stream))
     return {"final_latency_p50_s": r["p50_s"], "final_latency_p95_s": r["p95_s"],
             "final_latency_max_s": r["max_s"], "latency_utterances": r["utterances"],
             "latency_missed": r["missed"], "latency_partials": r["partials"]}
 
 
 def measure_streams(runner: WhisperRunner, prompts: list[Prompt], workers: int,
-                    streams_max: int, seconds: float) -> dict[str, Any]:
+                    streams_max: int, seconds: float,
+                    stream: StreamSettings | None = None) -> dict[str, Any]:
     levels = [n for n in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32) if n <= streams_max]
     results = []
     best = 0
@@ -405,7 +463,7 @@ def measure_streams(runner: WhisperRunner, prompts: list[Prompt], workers: int,
     for n in levels:
         tracks = [build_track(prompts, duty=0.4, gap_s=0.0, lead_s=0.5 + 0.37 * k,
                               seconds=seconds, rotate=7 * k) for k in range(n)]
-        r = asyncio.run(stream_tracks(runner, tracks, workers=workers))
+        r = asyncio.run(stream_tracks(runner, tracks, workers=workers, stream=stream))
         r["streams"] = n
         results.append(r)
         log.info("streams=%d: p50 %.2f s p95 %.2f s dropped %d", n, r["p50_s"], r["p95_s"],
@@ -430,6 +488,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from earpiece.media.asr_decoder import WhisperDecoder, default_options
     from earpiece.media.asr_model import load_model
     from earpiece.media.asr_runner import WhisperRunner
+    from earpiece.media.asr_stream import StreamSettings
     from earpiece.media.settings import AsrSettings
 
     quick = bool(args.quick)
@@ -448,6 +507,13 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         options = replace(options, pad_s=args.pad_s)
     if args.min_window_s is not None:
         options = replace(options, min_window_s=args.min_window_s)
+    if args.short_min_window_s is not None:
+        options = replace(options, short_min_window_s=args.short_min_window_s)
+    if args.short_audio_s is not None:
+        options = replace(options, short_audio_s=args.short_audio_s)
+    stream = StreamSettings()
+    if args.preroll_s is not None:
+        stream = replace(stream, preroll_s=args.preroll_s)
     runner = WhisperRunner(WhisperDecoder(loaded, options))
     out: dict[str, Any] = {
         "model": settings.model, "device": loaded.device, "compute_type": loaded.compute_type,
@@ -455,16 +521,27 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "cores": len(os.sched_getaffinity(0)), "loadavg_start": [round(x, 2) for x in
                                                                   os.getloadavg()],
         "model_load_s": round(loaded.load_s, 2), "quick": quick,
-        "window": {"pad_s": options.pad_s, "min_window_s": options.min_window_s},
+        "window": {"pad_s": options.pad_s, "min_window_s": options.min_window_s,
+                   "short_audio_s": options.short_audio_s,
+                   "short_min_window_s": options.short_min_window_s,
+                   "preroll_s": stream.preroll_s},
     }
     prompts = load_prompts(n_prompts)
     if "wer" not in skip:
-        out.update(measure_wer(runner, loaded, prompts, reference=not args.no_reference))
+        out.update(measure_wer(runner, loaded, prompts, reference=not args.no_reference,
+                               stream=stream))
+    if "short" not in skip:
+        out.update(measure_wer(runner, loaded, load_short_prompts(
+                                   args.short_prompts or (40 if quick else 80)),
+                               reference=not args.no_reference, stream=stream,
+                               prefix="short"))
     short = [p for p in prompts if 0.8 <= p.duration_s <= 8.0]
     if "latency" not in skip:
-        out.update(measure_latency(runner, short[: 6 if quick else 24], loaded.num_workers))
+        out.update(measure_latency(runner, short[: 6 if quick else 24], loaded.num_workers,
+                                   stream))
     if "streams" not in skip:
-        out.update(measure_streams(runner, short, loaded.num_workers, streams_max, level_s))
+        out.update(measure_streams(runner, short, loaded.num_workers, streams_max, level_s,
+                                   stream))
     if "zh" not in skip and loaded.info.multilingual:
         out.update(measure_zh(runner, loaded, 4 if quick else len(ZH_SENTENCES),
                               reference=not args.no_reference))
@@ -481,7 +558,8 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False))
         return 0
     for key in ("model", "device", "compute_type", "workers", "cpu_threads", "wer",
-                "reference_wer", "rtf", "reference_rtf", "final_latency_p50_s",
+                "reference_wer", "short_wer", "short_reference_wer", "short_prompts", "rtf",
+                "reference_rtf", "final_latency_p50_s",
                 "final_latency_p95_s", "max_realtime_streams", "streams_limit", "zh_cer",
                 "zh_reference_cer", "zh_note", "elapsed_s"):
         if key in result:
