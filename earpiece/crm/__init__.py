@@ -1,1 +1,5 @@
-"""CRM storage: calls, legs, outcomes, call-progress verdicts and utterances (SQLite default)."""
+"""CRM storage: calls, legs, outcomes, call-progress verdicts and utterances.
+
+SQLite is the embedded default, PostgreSQL the production backend; ``crm.url`` picks one
+(:func:`earpiece.crm.backend.open_store`).
+"""
