@@ -54,9 +54,16 @@ PG_CANDIDATES = [
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
-    """A URL of the local PostgreSQL server, or skip saying why there is none."""
+    """A URL of the local PostgreSQL server. Skips only when nothing listens there; a server
+    that listens but lets none of the candidates in is a failure, not a skip."""
     override = os.environ.get("EARPIECE_TEST_POSTGRES_URL")
     candidates = [override] if override else PG_CANDIDATES
+    target = parse_postgres_url(candidates[0])
+    try:
+        socket.create_connection((target.host, target.port), timeout=3).close()
+    except OSError as exc:
+        pytest.skip(f"no PostgreSQL server reachable at {target.host}:{target.port} for the CRM "
+                    f"tests ({exc}); set $EARPIECE_TEST_POSTGRES_URL to use another one")
     errors = []
     for url in candidates:
         try:
@@ -64,7 +71,7 @@ def pg_admin_url() -> str:
                 return url
         except psycopg.Error as exc:
             errors.append(f"{url}: {str(exc).strip().splitlines()[-1]}")
-    pytest.skip("no PostgreSQL server reachable for the CRM tests (" + "; ".join(errors) + ")")
+    pytest.fail("a PostgreSQL server listens but the CRM tests cannot log in: " + "; ".join(errors))
 
 
 @pytest.fixture
