@@ -50,6 +50,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--words-wait", type=float, default=None,
                         help="with --words: hold the timing model's machine verdict up to "
                              "this long after the first speech for the words")
+    parser.add_argument("--words-first", type=float, default=1.0,
+                        help="with --words: first decode this long after the first speech")
+    parser.add_argument("--words-step", type=float, default=0.6,
+                        help="with --words: later decodes this often while undecided")
     parser.add_argument("--machine-p", type=float, default=None)
     parser.add_argument("--human-p", type=float, default=None)
 
@@ -112,6 +116,7 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
              amd: str = "model", words: bool = False, asr_model: str = "base",
              words_wait_s: float | None = None, machine_p: float | None = None,
              human_p: float | None = None, words_pause_s: float = 0.0,
+             words_first_s: float = 1.0, words_step_s: float = 0.6,
              ) -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
     from earpiece.media.amd_baseline import AmdConfig, baseline_result
     from earpiece.media.cpa import CpaOptions, analyze_audio
@@ -137,7 +142,8 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
     snapshots: list[dict[str, Any]] = []
     from earpiece.media.amd_words_run import WordsOptions
 
-    words_options = WordsOptions(pause_s=words_pause_s)
+    words_options = WordsOptions(first_s=words_first_s, step_s=words_step_s,
+                                 pause_s=words_pause_s)
     ours: list[CpaResult] = []
     base: list[CpaResult] = []
     t_ours = t_base = audio_s = 0.0
@@ -159,7 +165,8 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
     report = {
         "earpiece": {**score(items, ours), "cpu_s": round(t_ours, 2), "amd": mode,
                      "words": {**_words_summary(snapshots, greetings), "machine_p": machine_p,
-                               "human_p": human_p, "words_wait_s": words_wait_s}
+                               "human_p": human_p, "words_wait_s": words_wait_s,
+                               "first_s": words_first_s, "step_s": words_step_s}
                      if words else None},
         "baseline": {**score(items, base), "cpu_s": round(t_base, 2),
                      "algorithm": "app_amd.c isAnsweringMachine, amd.conf defaults"
@@ -205,7 +212,8 @@ def main(args: argparse.Namespace) -> int:
     report, pairs = evaluate(root, args.split, tone_plan=args.tone_plan, amd_conf=args.amd_conf,
                              amd=args.amd, words=args.words, asr_model=args.asr_model,
                              words_wait_s=args.words_wait, machine_p=args.machine_p,
-                             human_p=args.human_p)
+                             human_p=args.human_p, words_first_s=args.words_first,
+                             words_step_s=args.words_step)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
