@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import wave
 from pathlib import Path
 
@@ -137,3 +138,55 @@ def test_fork_hands_customer_transcripts_to_the_detector() -> None:
     assert seen[0].evidence["rule"] == "machine_words" and fork.stats.transcripts == 1
     assert fork.is_human("w1") is False
     fork.stop()
+
+
+def test_snapshots_wait_for_the_previous_decode() -> None:
+    rng = np.random.default_rng(3)
+    # 3 s of steady babble-like noise bursts: a long "greeting" nobody decides early
+    x = np.zeros(8000 * 5)
+    for k in range(12):
+        a = int((0.3 + 0.25 * k) * 8000)
+        x[a:a + 1400] = rng.normal(0, 3000, 1400)
+    calls: list[tuple[int, int]] = []
+
+    def slow(_x: npt.NDArray[np.int16], s: int, e: int) -> tuple[str, float]:
+        calls.append((s, e))
+        return "", 0.9
+    _, log_ = analyze_with_words(np.clip(x, -32768, 32767).astype(np.int16), 8000, slow,
+                                 options=CpaOptions(amd="off"),
+                                 words=WordsOptions(first_s=0.5, step_s=0.2, max_snapshots=3))
+    assert len(log_) == 3
+    for prev, nxt in itertools.pairwise(log_):
+        assert float(nxt["snapshot_s"]) >= float(prev["available_s"]) - 1e-6
+    assert all(s == calls[0][0] for s, _ in calls) and calls[0][1] < calls[-1][1]
+
+
+def test_greeting_transcripts_are_replayed_from_the_cache(tmp_path: Path) -> None:
+    from earpiece.media.amd_words_run import WhisperGreetings
+
+    cache = tmp_path / "words.jsonl"
+    cache.write_text('{"key": "a.wav|0|8000|en|base", "text": "Leave a message", '
+                     '"decode_s": 0.42}\n', encoding="utf-8")
+    g = WhisperGreetings(cache)
+    t = g.for_item("a.wav", "en")
+    assert t(np.zeros(8000, dtype=np.int16), 0, 8000) == ("Leave a message", 0.42)
+    assert g.decodes == 0 and g._decoder is None  # no model was loaded
+
+
+@needs_sounds
+def test_real_whisper_hears_a_recorded_greeting_early(tmp_path: Path) -> None:
+    from earpiece.media.amd_words_run import WhisperGreetings
+
+    x = _call(_wav("vm-intro"))  # "Please leave your message after the tone..."
+    opts = CpaOptions(human_p=0.12)
+    timing = analyze_with_words(x, 8000, lambda *_: ("", 0.0),
+                                options=CpaOptions(words_weight=0.0))[0]
+    g = WhisperGreetings(tmp_path / "words.jsonl")
+    r, log_ = analyze_with_words(x, 8000, g.for_item("vm-intro", "en"), options=opts)
+    assert g.decodes >= 1 and "leave" in str(log_[0]["text"]).lower()
+    assert r.label == "machine" and r.evidence["rule"] == "machine_words"
+    assert r.decision_s == pytest.approx(float(log_[0]["available_s"]), abs=0.021)
+    assert r.decision_s < timing.decision_s or float(log_[0]["decode_s"]) > 0.7
+    again = WhisperGreetings(tmp_path / "words.jsonl")
+    r2, _ = analyze_with_words(x, 8000, again.for_item("vm-intro", "en"), options=opts)
+    assert again.decodes == 0 and r2 == r

@@ -106,9 +106,11 @@ def analyze_with_words(samples: npt.NDArray[np.int16], rate: int, transcribe: Tr
 class WhisperGreetings:
     """Transcriber backed by Whisper with an on-disk cache (see module docstring)."""
 
-    def __init__(self, cache_file: Path, *, model: str = "base", cpu_threads: int = 2) -> None:
+    def __init__(self, cache_file: Path, *, model: str = "base", cpu_threads: int = 2,
+                 models_dir: Path | None = None) -> None:
         self.cache_file = cache_file
         self.model = model
+        self.models_dir = models_dir
         self.cpu_threads = cpu_threads
         self._cache: dict[str, tuple[str, float]] = {}
         self._decoder: WhisperDecoder | None = None
@@ -127,8 +129,11 @@ class WhisperGreetings:
             from earpiece.media.asr_model import load_model
             from earpiece.media.settings import AsrSettings
 
-            loaded = load_model(AsrSettings(model=self.model, device="cpu", workers=1),
-                                cpu_threads=self.cpu_threads)
+            settings = AsrSettings(model=self.model, device="cpu", workers=1)
+            if self.models_dir is not None:
+                settings = AsrSettings(model=self.model, device="cpu", workers=1,
+                                       cache_dir=self.models_dir)
+            loaded = load_model(settings, cpu_threads=self.cpu_threads)
             self._decoder = WhisperDecoder(loaded, DecodeOptions(min_window_s=10.0))
         return self._decoder
 
