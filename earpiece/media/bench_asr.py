@@ -383,13 +383,13 @@ async def stream_tracks(runner: WhisperRunner, tracks: list[_Track], *, workers:
     from earpiece.media.asr_stream import StreamSettings
 
     bus = EventBus()
-    finals: list[tuple[float, str, float]] = []  # (wall, call, end_s)
+    finals: list[tuple[float, str, float, float]] = []  # (wall, call, start_s, end_s)
     partials = 0
 
     def on_transcript(ev: Transcript) -> None:
         nonlocal partials
         if ev.final:
-            finals.append((time.monotonic(), ev.call_id, ev.end_s))
+            finals.append((time.monotonic(), ev.call_id, ev.start_s, ev.end_s))
         else:
             partials += 1
 
@@ -420,11 +420,15 @@ async def stream_tracks(runner: WhisperRunner, tracks: list[_Track], *, workers:
     latencies: list[float] = []
     missed = 0
     for k, tr in enumerate(tracks):
-        mine = sorted((end_s, wall) for wall, call, end_s in finals if call == f"s{k}")
+        mine = [(start_s, end_s, wall) for wall, call, start_s, end_s in finals
+                if call == f"s{k}"]
         for end in tr.speech_ends:
             if end > n_frames * 0.02:
                 continue
-            hit = [wall for end_s, wall in mine if end_s >= end - 0.3]
+            # the final of the utterance holding the prompt's end (a prompt without a final,
+            # e.g. filtered, is missed, not matched with the next prompt's final)
+            hit = [wall for start_s, end_s, wall in mine if end_s >= end - 0.3
+                   and start_s <= end]
             if not hit:
                 missed += 1
                 continue
@@ -530,15 +534,18 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     if "wer" not in skip:
         out.update(measure_wer(runner, loaded, prompts, reference=not args.no_reference,
                                stream=stream))
+    tiny = load_short_prompts(args.short_prompts or (40 if quick else 80))
     if "short" not in skip:
-        out.update(measure_wer(runner, loaded, load_short_prompts(
-                                   args.short_prompts or (40 if quick else 80)),
-                               reference=not args.no_reference, stream=stream,
-                               prefix="short"))
+        out.update(measure_wer(runner, loaded, tiny, reference=not args.no_reference,
+                               stream=stream, prefix="short"))
     short = [p for p in prompts if 0.8 <= p.duration_s <= 8.0]
     if "latency" not in skip:
         out.update(measure_latency(runner, short[: 6 if quick else 24], loaded.num_workers,
                                    stream))
+        # the same for lone words and greetings (their longer minimum window costs time)
+        lat = measure_latency(runner, tiny[: 6 if quick else 24], loaded.num_workers, stream)
+        out.update({f"short_{k}": v for k, v in lat.items()
+                    if k.startswith(("final_latency", "latency_utterances", "latency_missed"))})
     if "streams" not in skip:
         out.update(measure_streams(runner, short, loaded.num_workers, streams_max, level_s,
                                    stream))
@@ -559,7 +566,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     for key in ("model", "device", "compute_type", "workers", "cpu_threads", "wer",
                 "reference_wer", "short_wer", "short_reference_wer", "short_prompts", "rtf",
-                "reference_rtf", "final_latency_p50_s",
+                "reference_rtf", "final_latency_p50_s", "short_final_latency_p95_s",
                 "final_latency_p95_s", "max_realtime_streams", "streams_limit", "zh_cer",
                 "zh_reference_cer", "zh_note", "elapsed_s"):
         if key in result:
