@@ -2,9 +2,11 @@
 
 Each section is a dataclass owned by the module that uses it (``earpiece.agi.settings``,
 ``earpiece.media.settings``...); this module only validates a TOML table against those
-dataclasses. Errors name the file and the dotted key. Secrets (:class:`Secret`) come from the
-environment (``EARPIECE_AMI_SECRET``...) or from a file named by ``<key>_file``; their value never
-appears in ``repr()`` or logs.
+dataclasses. Errors name the file and the dotted key (a section's ``__post_init__`` may raise
+``ConfigError(message, key=field)`` for one of its fields; the loader adds the section and the
+file; a plain ``ValueError`` there is reported against the whole section). Secrets
+(:class:`Secret`) come from the environment (``EARPIECE_AMI_SECRET``...) or from a file named by
+``<key>_file``; their value never appears in ``repr()`` or logs.
 """
 
 from __future__ import annotations
@@ -113,6 +115,15 @@ def build(
             kwargs[name] = build(hint, {}, file=file, prefix=key + ".", env=env, base=base)
     try:
         return cls(**kwargs)
+    except ConfigError as exc:
+        if exc.file is not None:
+            raise
+        # A section's own check that names one of its fields (``ConfigError(msg, key=field)``
+        # from ``__post_init__``): qualify the key with the section and add the file.
+        if exc.key is None:
+            raise ConfigError(str(exc), file=file, key=prefix.rstrip(".") or "<root>") from None
+        message = str(exc).removeprefix(f"{exc.key}: ")
+        raise ConfigError(message, file=file, key=prefix + exc.key) from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc), file=file, key=prefix.rstrip(".") or "<root>") from None
 
