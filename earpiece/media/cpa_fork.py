@@ -51,9 +51,18 @@ VerdictSink = Callable[[str, str, str], bool]
 
 
 def options_from_settings(settings: CpaSettings) -> CpaOptions:
-    """CpaOptions for the post-answer analysis window configured in ``[cpa]``."""
+    """CpaOptions for the analysis configured in ``[cpa]``.
+
+    The AMD operating point is the ``amd_profile`` (:data:`~earpiece.media.cpa_profiles.
+    AMD_PROFILES`) with the explicit ``machine_p`` / ``human_p`` / ``min_silence_s`` overrides
+    applied; ``words = false`` sets ``words_weight`` 0 (machine phrases still decide).
+    """
+    point = settings.operating_point()
     return CpaOptions(tone_plan=settings.tone_plan, phase="pre_answer",
-                      max_s=settings.amd_max_s)
+                      max_s=settings.amd_max_s, silence_timeout_s=settings.silence_timeout_s,
+                      machine_p=point.machine_p, human_p=point.human_p,
+                      min_silence_s=point.min_silence_s,
+                      words_weight=1.0 if settings.words else 0.0)
 
 
 @dataclass
