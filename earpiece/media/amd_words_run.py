@@ -12,15 +12,21 @@ includes the ASR latency.
 (:mod:`earpiece.media.asr_decoder`, 10 s windows: shorter windows garble one-word greetings)
 and caches text and decode time per (file, span, language) in a JSON-lines file, so a benchmark
 re-run costs no decoding and reproduces the same timeline.
+
+:class:`OracleGreetings` is a perfect recogniser for the evaluation set: it answers each snapshot
+with the words of the item's known text spoken so far, after a fixed decode delay. It bounds
+what words can buy ("how much faster would AMD be with perfect ASR?").
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +39,7 @@ from earpiece.media.tones import FRAME, RATE
 
 if TYPE_CHECKING:
     from earpiece.media.asr_decoder import WhisperDecoder
+    from earpiece.media.evalset import Item
 
 log = logging.getLogger(__name__)
 
@@ -168,3 +175,134 @@ class WhisperGreetings:
         return out.text, round(took, 3)
 
 
+
+
+#: Words of the Asterisk core prompts (``name: words`` lines), from asterisk-core-sounds-en.
+CORE_SOUNDS_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+#: A spoken unit: one CJK character, or a run of letters/digits (with inner apostrophes).
+_UNIT = re.compile(r"[\u3400-\u9fff]|[A-Za-z0-9]+(?:['\u2019][A-Za-z0-9]+)*")
+#: Stage directions in the prompt list, e.g. "(simple tone sound plays)": not words.
+_NOTE = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+
+
+def load_prompt_words(path: Path = CORE_SOUNDS_TEXT) -> dict[str, str]:
+    """``{prompt name: words}`` from a core-sounds list (gzip or plain text)."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    out: dict[str, str] = {}
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        if not line.strip() or line.lstrip().startswith(";") or ":" not in line:
+            continue
+        name, _, words = line.partition(":")
+        text = re.sub(r"\s+", " ", _NOTE.sub(" ", words)).strip()
+        if name.strip() and text:
+            out[name.strip()] = text
+    return out
+
+
+def spoken_words(text: str, lo: float, hi: float) -> str:
+    """The whole words of ``text`` said between fractions ``lo`` and ``hi`` of its duration.
+
+    Time is taken as proportional to characters (spaces and punctuation included). A word
+    (a run of letters/digits, or one CJK character) counts when its characters lie entirely
+    inside ``[lo, hi]``; the punctuation right after the last word is kept, as a recogniser
+    would write it. Empty when no whole word fits.
+    """
+    n = len(text)
+    a = max(0.0, min(1.0, lo)) * n - 1e-9
+    b = max(0.0, min(1.0, hi)) * n + 1e-9
+    units = [m for m in _UNIT.finditer(text) if m.start() >= a and m.end() <= b]
+    if not units:
+        return ""
+    end = units[-1].end()
+    while end < n and not text[end].isspace() and _UNIT.match(text, end) is None:
+        end += 1
+    return text[units[0].start():end]
+
+
+class OracleGreetings:
+    """A perfect recogniser for evaluation items: the known words said so far, ``delay_s`` late.
+
+    Same interface as :class:`WhisperGreetings` (:meth:`for_item` by the item's file name).
+    The set stores each greeting's text (espeak-ng items: ``params["text"]``; items built from
+    Asterisk prompts: ``params["prompts"]``, whose words come from :data:`CORE_SOUNDS_TEXT`),
+    its start in the recording (``params["lead_s"]``) and its duration (``params["greeting_s"]``,
+    one saying of it: a person who says it twice is credited with the words once), but no word
+    timing, so the words are placed evenly by characters: at a snapshot covering the
+    recording up to ``t``, the fraction ``(t - lead_s) / greeting_s`` of the text is spoken
+    (cut back to whole words). A snapshot that starts after the greeting did (the detector
+    found its first speech late) loses the words before its start. Items with no known text
+    (music on hold, silence, fax) get an empty transcript: nothing was said.
+    """
+
+    model = "oracle"
+
+    def __init__(self, items: Iterable[Item], *, delay_s: float = 0.15,
+                 lead_s: float = WordsOptions.lead_s,
+                 prompt_words: Mapping[str, str] | None = None,
+                 sounds_text: Path = CORE_SOUNDS_TEXT) -> None:
+        if delay_s < 0:
+            raise ValueError(f"oracle delay_s must be >= 0, not {delay_s}")
+        self.delay_s = delay_s
+        self.lead_s = lead_s
+        self.sounds_text = sounds_text
+        self._items = {it.file: it for it in items}
+        self._prompt_words = dict(prompt_words) if prompt_words is not None else None
+        self._missing_logged: set[str] = set()
+        self.snapshots = 0
+        self.with_words = 0
+        self.decodes = 0  # a perfect recogniser decodes nothing
+
+    def _prompts(self) -> Mapping[str, str]:
+        if self._prompt_words is None:
+            try:
+                self._prompt_words = load_prompt_words(self.sounds_text)
+            except OSError as exc:
+                log.warning("oracle: no prompt words (%s): prompt items get no words", exc)
+                self._prompt_words = {}
+        return self._prompt_words
+
+    def text_of(self, item: Item) -> str | None:
+        """The words of ``item``'s greeting, or None when the set does not know them."""
+        text = item.params.get("text")
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+        prompts = item.params.get("prompts")
+        if not isinstance(prompts, list) or not prompts:
+            return None
+        table = self._prompts()
+        words = [table.get(str(p)) for p in prompts]
+        missing = [str(p) for p, w in zip(prompts, words, strict=True) if w is None]
+        if missing:
+            if item.file not in self._missing_logged:
+                self._missing_logged.add(item.file)
+                log.warning("oracle: %s: no words for prompts %s in %s", item.file, missing,
+                            self.sounds_text)
+            return None
+        return " ".join(w for w in words if w)
+
+    def words_at(self, item: Item, start_s: float, end_s: float) -> str:
+        """What a perfect recogniser hears in ``item``'s recording from ``start_s`` to ``end_s``."""
+        text = self.text_of(item)
+        duration = item.params.get("greeting_s")
+        if text is None or not isinstance(duration, (int, float)) or duration <= 0:
+            return ""
+        lead = item.params.get("lead_s")
+        onset = float(lead) if isinstance(lead, (int, float)) else start_s + self.lead_s
+        return spoken_words(text, (start_s - onset) / float(duration),
+                            (end_s - onset) / float(duration))
+
+    def for_item(self, name: str, language: str) -> Transcriber:
+        """A :data:`Transcriber` for the item whose file is ``name`` (``language`` unused)."""
+        item = self._items.get(name)
+        if item is None:
+            raise KeyError(f"oracle: no item {name!r} in the evaluation set")
+
+        def transcribe(x: npt.NDArray[np.int16], start: int, end: int) -> tuple[str, float]:
+            text = self.words_at(item, start / RATE, end / RATE)
+            self.snapshots += 1
+            self.with_words += bool(text)
+            return text, self.delay_s
+
+        return transcribe
