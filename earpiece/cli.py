@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("earpiece.app", "attach to a PBX and run the service"),
     "sim": ("earpiece.sim.cmd", "run the PBX simulator alone"),
     "demo": ("earpiece.demo", "simulator + service + SQLite in one command"),
-    "doctor": ("earpiece.doctor", "check AMI, ARI, websocket and FastAGI settings"),
+    "doctor": ("earpiece.doctor", "check AMI, ARI, websocket, FastAGI and CRM settings"),
     "analyze": ("earpiece.analyze", "analyse WAV files (call progress, transcript)"),
 }
 BENCHES: dict[str, tuple[str, str]] = {

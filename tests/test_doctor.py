@@ -210,6 +210,9 @@ request_timeout_s = 2.0
 [agi]
 host = "127.0.0.1"
 port = {agi_port}
+
+[crm]
+url = "sqlite:///{tmp_path}/crm.sqlite3"
 {extra}""")
     return path
 
@@ -241,7 +244,7 @@ async def test_all_checks_pass(tmp_path: Path, pbx: tuple[FakeAmi, FakeAri]) -> 
     report = await doctor.run_doctor(cfg, env=ENV)
     assert [c.name for c in report.checks] == [
         "config", "ami.connect", "ami.banner", "ami.login", "ami.permissions", "ami.logoff",
-        "ari.info", "ari.events", "agi.bind"]
+        "ari.info", "ari.events", "agi.bind", "crm"]
     assert set(_statuses(report).values()) == {"PASS"}, report.render()
     assert report.ok
     assert report.result("ami.banner").detail == "Asterisk Call Manager/11.0.0"
@@ -253,7 +256,7 @@ async def test_all_checks_pass(tmp_path: Path, pbx: tuple[FakeAmi, FakeAri]) -> 
     assert [m.action_name for m in ami.received] == ["Login", "ListCommands", "Logoff"]
     assert ari.ws_apps == ["assist-doctor"]
     _no_secret_leak(report)
-    assert report.render().splitlines()[-1].startswith("9 passed, 0 failed")
+    assert report.render().splitlines()[-1].startswith("10 passed, 0 failed")
 
 
 async def test_refused_ami_port(tmp_path: Path, pbx: tuple[FakeAmi, FakeAri]) -> None:
@@ -407,7 +410,7 @@ def test_cli_json_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     assert asyncio.run(serve_and_check(True)) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] is True and len(out["checks"]) == 9
+    assert out["ok"] is True and len(out["checks"]) == 10
     assert all(c["status"] == "PASS" for c in out["checks"])
 
     args = argparse.Namespace(config=str(tmp_path / "missing.toml"), json=False)
