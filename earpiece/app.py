@@ -106,7 +106,7 @@ class Service:
         mods = ["earpiece.media.fork", "earpiece.media.frames", "earpiece.media.receiver",
                 "earpiece.media.recorder", "earpiece.media.audiosocket"]
         if s.cpa.enabled:
-            mods += ["earpiece.media.cpa_fork", "earpiece.media.cpa"]
+            mods += ["earpiece.media.cpa_fork", "earpiece.media.cpa", "earpiece.media.cpa_words"]
         if s.asr.enabled:
             mods += ["earpiece.media.asr_service"]
         return mods
@@ -148,11 +148,12 @@ class Service:
 
     def _start_cpa(self) -> None:
         """Call-progress / answering-machine detection on each customer's audio."""
-        from earpiece.media.cpa_fork import CpaFork, options_from_settings
+        from earpiece.media.cpa_fork import CpaFork, options_from_settings, words_from_settings
 
-        cpa = CpaFork(self.bus, options=options_from_settings(self.settings.cpa),
+        s = self.settings
+        cpa = CpaFork(self.bus, options=options_from_settings(s.cpa),
                       record_audio_verdict=self.registry.record_audio_verdict, offload=True,
-                      loop=asyncio.get_running_loop())
+                      loop=asyncio.get_running_loop(), words=words_from_settings(s.cpa, s.asr))
         cpa.start()
         unsubscribe = self.hub.subscribe(cpa.on_audio_frame, rate=8000, party="customer")
 

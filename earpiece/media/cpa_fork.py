@@ -39,11 +39,12 @@ import numpy.typing as npt
 
 from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision, Transcript
 from earpiece.media.cpa import CallProgressDetector, CpaOptions, CpaResult
+from earpiece.media.cpa_words import GreetingSnapshots, GreetingWords
 
 if TYPE_CHECKING:
     from earpiece.bus import EventBus
     from earpiece.media.frames import AudioFrame
-    from earpiece.media.settings import CpaSettings
+    from earpiece.media.settings import AsrSettings, CpaSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,26 @@ def options_from_settings(settings: CpaSettings) -> CpaOptions:
                       words_weight=1.0 if settings.words else 0.0)
 
 
+def words_from_settings(cpa: CpaSettings, asr: AsrSettings) -> GreetingWords | None:
+    """Live greeting snapshots as configured (None: off, or speech recognition disabled)."""
+    if not (cpa.words and asr.enabled and cpa.words_max_snapshots > 0):
+        return None
+    from earpiece.media.cpa_words import GreetingTranscriber, SnapshotOptions, words_model_for
+
+    model = words_model_for(cpa.words_model, asr.model, asr.language)
+    transcriber = GreetingTranscriber(model, cache_dir=asr.cache_dir, cpu_threads=2,
+                                      device=asr.device, compute_type=asr.compute_type)
+    return GreetingWords(transcriber=transcriber,
+                         language=None if asr.language == "auto" else asr.language,
+                         options=SnapshotOptions(first_s=cpa.words_first_s,
+                                                 step_s=cpa.words_step_s,
+                                                 max_snapshots=cpa.words_max_snapshots))
+
+
 @dataclass
 class _CallCpa:
     detector: CallProgressDetector
+    snapshots: GreetingSnapshots | None = None
     answered: bool = False
     results: list[CpaResult] = field(default_factory=list)
 
@@ -79,6 +97,8 @@ class CpaStats:
     decisions: int = 0
     malformed: int = 0
     transcripts: int = 0
+    words_snapshots: int = 0  # greeting snapshots transcribed
+    words_errors: int = 0
 
 
 class CpaFork:
@@ -88,7 +108,8 @@ class CpaFork:
 
     def __init__(self, bus: EventBus, *, options: CpaOptions | None = None,
                  record_audio_verdict: VerdictSink | None = None, offload: bool = False,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 words: GreetingWords | None = None) -> None:
         self.bus = bus
         base = options or CpaOptions()
         self.options = CpaOptions(**{**base.__dict__, "phase": "pre_answer"})
@@ -100,11 +121,21 @@ class CpaFork:
         self._unsubscribe: list[Callable[[], None]] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop = loop
+        self.words = words
+        self._words_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._stopped = False
         if offload:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="earpiece-cpa")
 
     def start(self) -> None:
+        self._stopped = False
+        if self.words is not None and self._words_executor is None:
+            self._words_executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="earpiece-cpa-words")
+            load = getattr(self.words.transcriber, "load", None)
+            if callable(load):  # load the model now, not on the first answered call
+                self._words_executor.submit(load).add_done_callback(self._loaded)
         self._unsubscribe = [self.bus.subscribe(CallStateChanged, self._on_state),
                              self.bus.subscribe(CallEnded, self._on_ended),
                              self.bus.subscribe(Transcript, self._on_transcript)]
@@ -113,9 +144,20 @@ class CpaFork:
         for unsub in self._unsubscribe:
             unsub()
         self._unsubscribe = []
+        self._stopped = True
+        if self._words_executor is not None:  # a running decode ends on its own, unheard
+            self._words_executor.shutdown(wait=False, cancel_futures=True)
+            self._words_executor = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    def _loaded(self, fut: concurrent.futures.Future[object]) -> None:
+        exc = fut.exception() if not fut.cancelled() else None
+        if exc is not None:
+            self.stats.words_errors += 1
+            log.error("greeting words: the recogniser failed to load (%s); AMD goes on from "
+                      "timing alone", exc)
 
     # ---- inputs ------------------------------------------------------------------------------
     def on_audio_frame(self, frame: AudioFrame) -> None:
@@ -177,10 +219,13 @@ class CpaFork:
     def _state(self, call_id: str) -> _CallCpa:
         st = self._calls.get(call_id)
         if st is None:
-            st = self._calls[call_id] = _CallCpa(CallProgressDetector(self.options))
+            snapshots = GreetingSnapshots(self.words.options) if self.words is not None else None
+            st = self._calls[call_id] = _CallCpa(CallProgressDetector(self.options), snapshots)
             if call_id in self._answered:
                 st.detector.answer()
                 st.answered = True
+                if snapshots is not None:
+                    snapshots.answer()
         return st
 
     def _process(self, call_id: str, frame: npt.NDArray[np.int16]) -> None:
@@ -197,20 +242,78 @@ class CpaFork:
     def _feed(self, call_id: str, frame: npt.NDArray[np.int16]) -> list[tuple[str, CpaResult]]:
         st = self._state(call_id)
         r = st.detector.feed(frame)
+        if r is None and st.snapshots is not None:
+            audio = st.snapshots.push(frame, st.detector)
+            if audio is not None:
+                self._transcribe(call_id, st.snapshots, audio)
         return [(call_id, r)] if r is not None else []
 
     def _words(self, call_id: str, text: str) -> list[tuple[str, CpaResult]]:
         st = self._calls.get(call_id)
         if st is None:  # no audio seen (or the call ended): nothing to decide about
             return []
+        if st.answered and st.snapshots is not None:
+            # the greeting snapshots carry the words after answer (the schedule the benchmark
+            # measures); the ASR's utterance partials would replace them with less context
+            return []
         r = st.detector.add_transcript(text)
         return [(call_id, r)] if r is not None else []
+
+    # ---- greeting words ----------------------------------------------------------------------
+    def _transcribe(self, call_id: str, snapshots: GreetingSnapshots,
+                    audio: npt.NDArray[np.int16]) -> None:
+        words, pool = self.words, self._words_executor
+        if words is None or pool is None or self._stopped:
+            snapshots.done()
+            return
+        try:
+            fut = pool.submit(words.transcriber.transcribe, audio, words.language)
+        except RuntimeError:  # shut down meanwhile
+            snapshots.done()
+            return
+        fut.add_done_callback(lambda f: self._transcribed(call_id, snapshots, f))
+
+    def _transcribed(self, call_id: str, snapshots: GreetingSnapshots,
+                     fut: concurrent.futures.Future[tuple[str, float]]) -> None:
+        """On the words thread: hand the text to the call's detector in its own context."""
+        text = ""
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self.stats.words_errors += 1
+            log.warning("greeting words: decode failed: %s", exc)
+        else:
+            text = fut.result()[0]
+
+        def deliver(cid: str) -> list[tuple[str, CpaResult]]:
+            st = self._calls.get(cid)
+            if st is None or st.snapshots is not snapshots:  # the call ended meanwhile
+                return []
+            snapshots.done()
+            self.stats.words_snapshots += 1
+            if not text.strip():
+                return []
+            r = st.detector.add_transcript(text)
+            return [(cid, r)] if r is not None else []
+
+        if self._stopped:
+            return
+        if self._executor is None and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._run, deliver, call_id)
+            except RuntimeError:  # the loop closed: the service is going down
+                return
+        else:
+            self._run(deliver, call_id)
 
     def _answer(self, call_id: str) -> list[tuple[str, CpaResult]]:
         st = self._state(call_id)
         if not st.answered:
             st.answered = True
             st.detector.answer()
+            if st.snapshots is not None:
+                st.snapshots.answer()
         return []
 
     def _end(self, call_id: str) -> list[tuple[str, CpaResult]]:

@@ -78,6 +78,15 @@ class CpaSettings:
     # The customer's recognised words (ASR transcripts) count as evidence; false: only
     # machine phrases ("leave a message") still decide, other words are ignored.
     words: bool = True
+    # Greeting snapshots (earpiece.media.cpa_words): while undecided after answer, the greeting
+    # is transcribed words_first_s after its first speech, then every words_step_s, at most
+    # words_max_snapshots times; 0 snapshots = only the ASR service's own partials count.
+    # words_model "auto": tiny.en for an English campaign ([asr] language), else [asr] model;
+    # or "base", "tiny.en", a CTranslate2 directory.
+    words_model: str = "auto"
+    words_first_s: float = 0.7
+    words_step_s: float = 0.3
+    words_max_snapshots: int = 3
     silence_timeout_s: float = 4.5  # no speech at all this long after answer -> "silence"
 
     def __post_init__(self) -> None:
@@ -93,6 +102,18 @@ class CpaSettings:
         if not self.silence_timeout_s > 0.0:
             raise ConfigError(f"must be a positive number of seconds, got "
                               f"{self.silence_timeout_s!r}", key="silence_timeout_s")
+        if not self.words_first_s >= 0.0:
+            raise ConfigError(f"must not be negative, got {self.words_first_s!r}",
+                              key="words_first_s")
+        if not self.words_step_s > 0.0:
+            raise ConfigError(f"must be a positive number of seconds, got "
+                              f"{self.words_step_s!r}", key="words_step_s")
+        if not 0 <= self.words_max_snapshots <= 20:
+            raise ConfigError(f"must be between 0 and 20, got {self.words_max_snapshots!r}",
+                              key="words_max_snapshots")
+        if not self.words_model.strip():
+            raise ConfigError("must name a model (auto, base, tiny.en or a CTranslate2 "
+                              "directory)", key="words_model")
         if self.min_silence_s is not None and not self.min_silence_s >= 0.0:
             raise ConfigError(f"must not be negative, got {self.min_silence_s!r}",
                               key="min_silence_s")
