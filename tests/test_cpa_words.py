@@ -84,7 +84,7 @@ def test_human_words_overrule_a_long_greeting_and_machine_words_decide_early() -
     def machine(_x: npt.NDArray[np.int16], _s: int, _e: int) -> tuple[str, float]:
         return "Please leave your message", 0.5
     r, log_ = analyze_with_words(x, 8000, machine, options=opts)
-    assert r.label == "machine" and r.evidence["rule"] == "machine_words"
+    assert r.label == "machine" and r.evidence["rule"] in ("machine_words", "model+words")
     # the verdict exists only once the decode has finished: snapshot + decode time
     assert r.decision_s == pytest.approx(float(log_[0]["available_s"]), abs=0.021)
     assert float(log_[0]["snapshot_s"]) >= 1.0
@@ -167,10 +167,12 @@ def test_greeting_transcripts_are_replayed_from_the_cache(tmp_path: Path) -> Non
     cache = tmp_path / "words.jsonl"
     cache.write_text('{"key": "a.wav|0|8000|en|base", "text": "Leave a message", '
                      '"decode_s": 0.42}\n', encoding="utf-8")
-    g = WhisperGreetings(cache)
+    g = WhisperGreetings(cache, model="base")
     t = g.for_item("a.wav", "en")
     assert t(np.zeros(8000, dtype=np.int16), 0, 8000) == ("Leave a message", 0.42)
-    assert g.decodes == 0 and g._decoder is None  # no model was loaded
+    assert g.decodes == 0 and not g._transcribers  # no model was loaded
+    assert WhisperGreetings(cache).model_for("en") == "tiny.en"  # "auto", as live
+    assert WhisperGreetings(cache).model_for("zh") == "base"
 
 
 @needs_sounds
@@ -184,7 +186,7 @@ def test_real_whisper_hears_a_recorded_greeting_early(tmp_path: Path) -> None:
     g = WhisperGreetings(tmp_path / "words.jsonl")
     r, log_ = analyze_with_words(x, 8000, g.for_item("vm-intro", "en"), options=opts)
     assert g.decodes >= 1 and "leave" in str(log_[0]["text"]).lower()
-    assert r.label == "machine" and r.evidence["rule"] == "machine_words"
+    assert r.label == "machine" and r.evidence["rule"] in ("machine_words", "model+words")
     assert r.decision_s == pytest.approx(float(log_[0]["available_s"]), abs=0.021)
     assert r.decision_s < timing.decision_s or float(log_[0]["decode_s"]) > 0.7
     again = WhisperGreetings(tmp_path / "words.jsonl")

@@ -20,14 +20,13 @@ what words can buy ("how much faster would AMD be with perfect ASR?").
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,10 +34,15 @@ import numpy as np
 import numpy.typing as npt
 
 from earpiece.media.cpa import CallProgressDetector, CpaOptions, CpaResult, resample_to_8k
+from earpiece.media.cpa_words import (
+    GreetingSnapshots,
+    GreetingTranscriber,
+    SnapshotOptions,
+    words_model_for,
+)
 from earpiece.media.tones import FRAME, RATE
 
 if TYPE_CHECKING:
-    from earpiece.media.asr_decoder import WhisperDecoder
     from earpiece.media.evalset import Item
 
 log = logging.getLogger(__name__)
@@ -46,81 +50,72 @@ log = logging.getLogger(__name__)
 #: transcribe(audio_8k, start_sample, end_sample) -> (text, decode seconds)
 Transcriber = Callable[[npt.NDArray[np.int16], int, int], tuple[str, float]]
 
-
-@dataclass(frozen=True)
-class WordsOptions:
-    first_s: float = 1.0  # first snapshot this long after the greeting's first speech
-    step_s: float = 0.6  # later snapshots, while undecided
-    lead_s: float = 0.3  # audio kept before the first speech
-    max_snapshots: int = 3
-    # > 0: also snapshot at the greeting's first pause of this long (after >= pause_min_span_s
-    # of greeting), as an ASR endpointer would: a whole phrase is recognised better
-    pause_s: float = 0.0
-    pause_min_span_s: float = 0.3
+#: The live schedule's options (first_s, step_s, lead_s, max_snapshots): one definition.
+WordsOptions = SnapshotOptions
 
 
 def analyze_with_words(samples: npt.NDArray[np.int16], rate: int, transcribe: Transcriber, *,
                        options: CpaOptions | None = None,
                        words: WordsOptions | None = None) -> tuple[CpaResult, list[dict[str, float
                                                                                         | str]]]:
-    """Post-answer verdict of ``samples`` with timed transcripts; (result, transcript log)."""
-    w = words or WordsOptions()
+    """Post-answer verdict of ``samples`` with timed transcripts; (result, transcript log).
+
+    The snapshots follow :class:`~earpiece.media.cpa_words.GreetingSnapshots`, the schedule the
+    live path runs; ``transcribe`` gets the whole recording and the snapshot's sample span.
+    """
     x = resample_to_8k(np.asarray(samples, dtype=np.int16).ravel(), rate)
     det = CallProgressDetector(options)
     det.answer()
+    w = words or WordsOptions()
+    snaps = GreetingSnapshots(dataclasses.replace(
+        w, max_buffer_s=max(w.max_buffer_s, x.size / RATE + 1.0)))
+    snaps.answer()
     log_: list[dict[str, float | str]] = []
     pending: list[tuple[float, str]] = []  # (available at, text)
-    next_snap: float | None = None
-    busy_until = 0.0
     result: CpaResult | None = None
     for i in range(0, x.size - FRAME + 1, FRAME):
-        r = det.feed(x[i:i + FRAME])
+        frame = x[i:i + FRAME]
+        r = det.feed(frame)
         if r is not None:
             result = r
             break
         t = det.t
         while pending and pending[0][0] <= t + 1e-9:
             _, text = pending.pop(0)
+            snaps.done()
             r = det.add_transcript(text)
             if r is not None:
                 result = r
                 break
         if result is not None:
             break
-        onset = det.first_speech_s
-        if onset is None:
-            continue
-        if next_snap is None:
-            next_snap = onset + w.first_s
-        due = t >= next_snap - 1e-9
-        if w.pause_s > 0 and not log_:
-            f = det.greeting_features()
-            due = due or (f is not None and f[3] >= w.pause_s and f[0] >= w.pause_min_span_s)
-        if len(log_) < w.max_snapshots and due and t >= busy_until - 1e-9:
-            start = max(0, round((onset - w.lead_s) * RATE))
-            end = i + FRAME
+        audio = snaps.push(frame, det)
+        if audio is not None:
+            start, end = snaps.last_span
             text, decode_s = transcribe(x, start, end)
-            busy_until = t + decode_s
-            pending.append((busy_until, text))
+            pending.append((t + decode_s, text))
             log_.append({"snapshot_s": round(t, 3), "decode_s": round(decode_s, 3),
-                         "available_s": round(busy_until, 3), "text": text})
-            next_snap = t + w.step_s
+                         "available_s": round(t + decode_s, 3), "text": text})
     if result is None:
         result = det.finish()
     return result, log_
 
 
 class WhisperGreetings:
-    """Transcriber backed by Whisper with an on-disk cache (see module docstring)."""
+    """Transcriber backed by Whisper with an on-disk cache (see module docstring).
 
-    def __init__(self, cache_file: Path, *, model: str = "base", cpu_threads: int = 2,
+    ``model="auto"`` picks per language as the live path does
+    (:func:`~earpiece.media.cpa_words.words_model_for`: tiny.en for English, ``base`` else).
+    """
+
+    def __init__(self, cache_file: Path, *, model: str = "auto", cpu_threads: int = 2,
                  models_dir: Path | None = None) -> None:
         self.cache_file = cache_file
         self.model = model
         self.models_dir = models_dir
         self.cpu_threads = cpu_threads
         self._cache: dict[str, tuple[str, float]] = {}
-        self._decoder: WhisperDecoder | None = None
+        self._transcribers: dict[str, GreetingTranscriber] = {}
         self._lock = threading.Lock()
         self.decodes = 0
         self.decode_s: list[float] = []
@@ -130,29 +125,19 @@ class WhisperGreetings:
                     row = json.loads(line)
                     self._cache[str(row["key"])] = (str(row["text"]), float(row["decode_s"]))
 
-    def _load(self) -> WhisperDecoder:
-        if self._decoder is None:
-            from earpiece.media.asr_decoder import DecodeOptions, WhisperDecoder
-            from earpiece.media.asr_model import load_model
-            from earpiece.media.settings import AsrSettings
-
-            settings = AsrSettings(model=self.model, device="cpu", workers=1)
-            if self.models_dir is not None:
-                settings = AsrSettings(model=self.model, device="cpu", workers=1,
-                                       cache_dir=self.models_dir)
-            loaded = load_model(settings, cpu_threads=self.cpu_threads)
-            self._decoder = WhisperDecoder(loaded, DecodeOptions(min_window_s=10.0))
-        return self._decoder
+    def model_for(self, language: str) -> str:
+        return words_model_for(self.model, "base", language)
 
     def for_item(self, name: str, language: str) -> Transcriber:
         """A :data:`Transcriber` for one recording called ``name`` in ``language``."""
+        model = self.model_for(language)
 
         def transcribe(x: npt.NDArray[np.int16], start: int, end: int) -> tuple[str, float]:
-            key = f"{name}|{start}|{end}|{language}|{self.model}"
+            key = f"{name}|{start}|{end}|{language}|{model}"
             hit = self._cache.get(key)
             if hit is not None:
                 return hit
-            out = self.decode(x[start:end], language)
+            out = self.decode(x[start:end], language, model=model)
             self._cache[key] = out
             with self._lock, open(self.cache_file, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"key": key, "text": out[0], "decode_s": out[1]},
@@ -161,20 +146,18 @@ class WhisperGreetings:
 
         return transcribe
 
-    def decode(self, audio8k: npt.NDArray[np.int16], language: str) -> tuple[str, float]:
+    def decode(self, audio8k: npt.NDArray[np.int16], language: str, *,
+               model: str | None = None) -> tuple[str, float]:
         """(text, wall seconds including resampling) for 8 kHz audio."""
-        from scipy.signal import resample_poly
-
-        dec = self._load()
-        t0 = time.monotonic()
-        a = (resample_poly(audio8k.astype(np.float64), 2, 1) / 32768.0).astype(np.float32)
-        out = dec.decode(a, language=language)
-        took = time.monotonic() - t0
+        name = model or self.model_for(language)
+        tr = self._transcribers.get(name)
+        if tr is None:
+            tr = self._transcribers[name] = GreetingTranscriber(
+                name, cache_dir=self.models_dir, cpu_threads=self.cpu_threads)
+        text, took = tr.transcribe(audio8k, language)
         self.decodes += 1
         self.decode_s.append(took)
-        return out.text, round(took, 3)
-
-
+        return text, took
 
 
 #: Words of the Asterisk core prompts (``name: words`` lines), from asterisk-core-sounds-en.

@@ -22,9 +22,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from earpiece.media.settings import CpaSettings
+
 if TYPE_CHECKING:
     from earpiece.media.cpa import CpaResult
     from earpiece.media.evalset import Item
+
+#: The live greeting-words schedule (``[cpa] words_*`` defaults): what ``--words`` measures.
+LIVE = CpaSettings()
 
 TONE_LABELS = ("ringback", "busy", "congestion", "sit", "fax")
 
@@ -47,17 +52,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Earpiece's human/machine stage: learned model (default) or the "
                              "fixed timing rules")
     parser.add_argument("--words", action="store_true",
-                        help="also use the first recognised words: Whisper decodes the "
-                             "greeting 1 s after its first speech (and every 0.6 s while "
-                             "undecided); the decode's measured time is part of the decision "
+                        help="also use the first recognised words on the live schedule "
+                             "([cpa] words_*: Whisper decodes the greeting 0.7 s after its "
+                             "first speech, then every 0.3 s while undecided, at most 3 "
+                             "times); the decode's measured time is part of the decision "
                              "time. Transcripts are cached in the set's directory")
-    parser.add_argument("--asr-model", default="base", help="Whisper model for --words")
+    parser.add_argument("--asr-model", default="auto",
+                        help="Whisper model for --words: auto (tiny.en for English items, "
+                             "base for Mandarin, as [cpa] words_model = auto), base, tiny.en "
+                             "or a CTranslate2 directory")
     parser.add_argument("--words-wait", type=float, default=None,
                         help="with --words: hold the timing model's machine verdict up to "
                              "this long after the first speech for the words")
-    parser.add_argument("--words-first", type=float, default=1.0,
+    parser.add_argument("--words-first", type=float, default=LIVE.words_first_s,
                         help="with --words: first decode this long after the first speech")
-    parser.add_argument("--words-step", type=float, default=0.6,
+    parser.add_argument("--words-step", type=float, default=LIVE.words_step_s,
                         help="with --words: later decodes this often while undecided")
     parser.add_argument("--words-oracle", action="store_true",
                         help="like --words, but with a perfect recogniser: each snapshot gets "
@@ -122,9 +131,9 @@ def item_language(it: Item) -> str:
     return "en"
 
 
-#: Operating point with words (chosen on the tune split, see docs/benchmarks/amd.md).
-WORDS_MACHINE_P = 0.9
-WORDS_HUMAN_P = 0.12
+#: Operating point with words: None = the model's own (the "balanced" profile), as live.
+WORDS_MACHINE_P: float | None = None
+WORDS_HUMAN_P: float | None = None
 WORDS_WAIT_S = 0.0
 #: Decode delay of the perfect recogniser (``--words-oracle``).
 ORACLE_DELAY_S = 0.15
@@ -136,10 +145,11 @@ HUMAN_MACHINE = ("human", "machine")
 
 
 def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | None = None,
-             amd: str = "model", words: bool = False, asr_model: str = "base",
+             amd: str = "model", words: bool = False, asr_model: str = "auto",
              words_wait_s: float | None = None, machine_p: float | None = None,
-             human_p: float | None = None, words_pause_s: float = 0.0,
-             words_first_s: float = 1.0, words_step_s: float = 0.6,
+             human_p: float | None = None,
+             words_first_s: float = LIVE.words_first_s,
+             words_step_s: float = LIVE.words_step_s,
              words_oracle: bool = False, oracle_delay_s: float = ORACLE_DELAY_S,
              ) -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
     from earpiece.media.amd_baseline import AmdConfig, baseline_result
@@ -166,7 +176,7 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
     )
 
     words_options = WordsOptions(first_s=words_first_s, step_s=words_step_s,
-                                 pause_s=words_pause_s)
+                                 max_snapshots=LIVE.words_max_snapshots)
     greetings: WhisperGreetings | OracleGreetings | None = None
     if words_oracle:
         greetings = OracleGreetings(items, delay_s=oracle_delay_s, lead_s=words_options.lead_s)
@@ -291,7 +301,8 @@ def summarise_sweep(points: Sequence[dict[str, Any]], baseline: dict[str, Any]
 
 def sweep(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | None = None,
           words_oracle: bool = False, oracle_delay_s: float = ORACLE_DELAY_S,
-          words_first_s: float = 1.0, words_step_s: float = 0.6,
+          words_first_s: float = LIVE.words_first_s,
+          words_step_s: float = LIVE.words_step_s,
           grid: Sequence[tuple[float, float]] | None = None) -> dict[str, Any]:
     """Earpiece's accuracy/latency curve over ``grid`` against app_amd on the same items.
 
@@ -321,7 +332,8 @@ def sweep(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | Non
         x, rate, _ = read_wav(root / it.file)
         audio_s += x.size / rate
         clips.append(resample_to_8k(x, rate))
-    words_options = WordsOptions(first_s=words_first_s, step_s=words_step_s)
+    words_options = WordsOptions(first_s=words_first_s, step_s=words_step_s,
+                                 max_snapshots=LIVE.words_max_snapshots)
     oracle = (OracleGreetings(hm, delay_s=oracle_delay_s, lead_s=words_options.lead_s)
               if words_oracle else None)
 

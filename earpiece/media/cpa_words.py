@@ -71,6 +71,7 @@ class GreetingSnapshots:
     _next_s: float | None = None
     _chunks: list[npt.NDArray[np.int16]] = field(default_factory=list)
     _samples: int = 0
+    last_span: tuple[int, int] = (0, 0)  # the last snapshot's samples in the kept audio
     _t0: float = 0.0  # detector time (s after answer) at the start of the kept audio
     _answered: bool = False
 
@@ -108,6 +109,7 @@ class GreetingSnapshots:
         self._chunks = [audio]
         start = max(0, round((onset - self.options.lead_s - self._t0) * RATE))
         end = min(audio.size, round((t - self._t0) * RATE))
+        self.last_span = (start, end)
         self.taken += 1
         self.busy = True
         self._next_s = t + self.options.step_s
