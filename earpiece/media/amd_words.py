@@ -40,7 +40,7 @@ MACHINE_CUES: tuple[tuple[str, float], ...] = (
     ("please try again", 4.0), ("try again later", 4.0), ("all circuits", 4.0),
     ("is busy", 2.0), ("at the moment", 2.0), ("right now", 2.0), ("the person at", 4.0),
     ("extension", 3.0), ("please leave", 4.0), ("for calling", 4.0), ("the number you", 3.0),
-    ("nobody", 3.0), ("leave my", 3.0), ("reach", 3.0), ("please", 1.0),
+    ("nobody", 3.0), ("leave my", 3.0), ("reach", 3.0),
     ("您拨打的", 5.0), ("拨打", 4.0), ("留言", 5.0), ("不在服务区", 5.0), ("请在", 4.0),
     ("提示音", 5.0), ("无法接通", 5.0), ("暂时无法", 4.0), ("稍后再拨", 5.0), ("稍后", 3.0),
     ("通话中", 4.0), ("欢迎致电", 5.0), ("欢迎", 3.0), ("非工作时间", 5.0), ("不方便接听", 5.0),
