@@ -312,3 +312,13 @@ def test_spoken_words_bounds() -> None:
     assert spoken_words("Hi there.", -3.0, 7.0) == "Hi there."
     assert spoken_words("Hi there.", 0.5, 0.2) == ""
     assert spoken_words("Who's this?", 0.0, 0.5) == "Who's"
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    ([], True), (["--no-words"], False), (["--words"], True), (["--sweep"], False),
+    (["--words-oracle"], False), (["--amd", "rules"], False),
+])
+def test_cli_measures_the_services_words_by_default(argv: list[str], words: bool) -> None:
+    args = _cli(argv)
+    assert bench_amd._check_args(args) is None
+    assert args.words is words

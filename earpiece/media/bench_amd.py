@@ -51,12 +51,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amd", choices=("model", "rules"), default="model",
                         help="Earpiece's human/machine stage: learned model (default) or the "
                              "fixed timing rules")
-    parser.add_argument("--words", action="store_true",
-                        help="also use the first recognised words on the live schedule "
-                             "([cpa] words_*: Whisper decodes the greeting 0.7 s after its "
-                             "first speech, then every 0.3 s while undecided, at most 3 "
-                             "times); the decode's measured time is part of the decision "
-                             "time. Transcripts are cached in the set's directory")
+    parser.add_argument("--words", action=argparse.BooleanOptionalAction, default=None,
+                        help="the first recognised words on the live schedule, as the "
+                             "service runs by default ([cpa] words_*: Whisper decodes the "
+                             "greeting 0.7 s after its first speech, then every 0.3 s while "
+                             "undecided, at most 3 times); the decode's measured time is part "
+                             "of the decision time; transcripts are cached in the set's "
+                             "directory. Default on (off with --sweep/--words-oracle); "
+                             "--no-words: timing alone")
     parser.add_argument("--asr-model", default="auto",
                         help="Whisper model for --words: auto (tiny.en for English items, "
                              "base for Mandarin, as [cpa] words_model = auto), base, tiny.en "
@@ -450,6 +452,8 @@ def _sweep_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
 
 def _check_args(args: argparse.Namespace) -> str | None:
     """Why the option combination makes no sense, or None."""
+    if args.words is None:  # the service's default, where it makes sense
+        args.words = not (args.sweep or args.words_oracle or args.amd == "rules")
     if args.words and args.words_oracle:
         return "--words and --words-oracle exclude each other"
     if args.oracle_delay is not None and not args.words_oracle:
