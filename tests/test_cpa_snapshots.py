@@ -257,3 +257,19 @@ def test_audio_is_cut_right_when_the_schedule_starts_after_the_detector_clock() 
     start_s = max(0.2, det.first_speech_s - 0.3)
     assert got.size == pytest.approx((det.t - start_s) * 8000, abs=160)
     np.testing.assert_array_equal(got[-160:], x[round(det.t * 8000) - 160:round(det.t * 8000)])
+
+
+def test_a_recogniser_that_cannot_load_leaves_timing_alone() -> None:
+    class Broken(_FakeTranscriber):
+        def load(self) -> None:
+            raise FileNotFoundError("no such model: /nowhere")
+
+    fake = Broken("Hi, you've reached the voicemail of John")
+
+    async def main() -> tuple[CpaFork, list[CpaDecision]]:
+        await asyncio.sleep(0)
+        return await _run_call(fake, _babble(8.0))
+
+    fork, seen = asyncio.run(main())
+    assert fork.stats.words_errors == 1 and fake.calls == []
+    assert [d.label for d in seen] == ["machine"] and seen[0].evidence["rule"] != "machine_words"

@@ -123,6 +123,7 @@ class CpaFork:
         self._loop = loop
         self.words = words
         self._words_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._words_broken = False  # the recogniser failed to load: timing alone
         self._stopped = False
         if offload:
             self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -156,6 +157,7 @@ class CpaFork:
         exc = fut.exception() if not fut.cancelled() else None
         if exc is not None:
             self.stats.words_errors += 1
+            self._words_broken = True
             log.error("greeting words: the recogniser failed to load (%s); AMD goes on from "
                       "timing alone", exc)
 
@@ -263,7 +265,7 @@ class CpaFork:
     def _transcribe(self, call_id: str, snapshots: GreetingSnapshots,
                     audio: npt.NDArray[np.int16]) -> None:
         words, pool = self.words, self._words_executor
-        if words is None or pool is None or self._stopped:
+        if words is None or pool is None or self._stopped or self._words_broken:
             snapshots.done()
             return
         try:
