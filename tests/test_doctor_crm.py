@@ -27,8 +27,10 @@ import pytest
 from test_crm import pg_admin_url, pg_url  # noqa: F401  (fixtures, used by name)
 
 from earpiece import doctor
+from earpiece.checks import CheckResult
 from earpiece.config import CrmSettings, Settings
 from earpiece.crm.backend import open_store
+from earpiece.crm.health import check_crm
 from earpiece.secret import Secret
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +126,7 @@ async def test_sqlite_database_passes_and_counts_calls(tmp_path: Path) -> None:
 
 async def test_sqlite_not_created_yet_passes_and_leaves_nothing(tmp_path: Path) -> None:
     db = tmp_path / "var" / "lib" / "crm.sqlite3"
-    check = await doctor.check_crm(crm_settings(f"sqlite:///{db}"), "e.toml")
+    check = await check_crm(crm_settings(f"sqlite:///{db}"), "e.toml")
     assert check.status == "PASS", check
     assert f"SQLite {db} does not exist yet, the service will create it" in check.detail
     assert f"in a scratch database in {tmp_path}:" in check.detail
@@ -138,7 +140,7 @@ async def test_sqlite_relative_url_is_resolved_like_the_service(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     await add_calls("sqlite:///data/crm.sqlite3", 1)
-    check = await doctor.check_crm(crm_settings("sqlite:///data/crm.sqlite3"), "e.toml")
+    check = await check_crm(crm_settings("sqlite:///data/crm.sqlite3"), "e.toml")
     assert check.status == "PASS", check
     assert check.detail.startswith(f"SQLite {tmp_path}/data/crm.sqlite3 (crm.url is relative "
                                    f"to the working directory): ")
@@ -148,7 +150,7 @@ async def test_sqlite_relative_url_is_resolved_like_the_service(
 async def test_sqlite_path_under_a_file_fails_with_the_reason(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
     db = tmp_path / "afile" / "crm.sqlite3"
-    check = await doctor.check_crm(crm_settings(f"sqlite:///{db}"), "e.toml")
+    check = await check_crm(crm_settings(f"sqlite:///{db}"), "e.toml")
     assert check.status == "FAIL"
     assert check.detail == f"SQLite {db}: cannot create {db}: {tmp_path}/afile is not a directory"
     assert "crm.url" in check.fix
@@ -157,7 +159,7 @@ async def test_sqlite_path_under_a_file_fails_with_the_reason(tmp_path: Path) ->
 async def test_sqlite_file_that_is_not_a_database_fails(tmp_path: Path) -> None:
     db = tmp_path / "notes.txt"
     db.write_text("not a database, just text that is long enough to fill a header " * 4)
-    check = await doctor.check_crm(crm_settings(f"sqlite:///{db}"), "e.toml")
+    check = await check_crm(crm_settings(f"sqlite:///{db}"), "e.toml")
     assert check.status == "FAIL"
     assert check.detail == f"SQLite {db}: cannot create the CRM schema: file is not a database"
     assert "not an SQLite database" in check.fix and "e.toml" in check.fix
@@ -170,7 +172,7 @@ async def test_sqlite_schema_mismatch_names_the_missing_columns(tmp_path: Path) 
                  "started REAL)")
     conn.commit()
     conn.close()
-    check = await doctor.check_crm(crm_settings(f"sqlite:///{db}"), "e.toml")
+    check = await check_crm(crm_settings(f"sqlite:///{db}"), "e.toml")
     assert check.status == "FAIL"
     assert check.detail == (f"SQLite {db}: schema mismatch: table calls lacks columns answered, "
                             f"ended, hangup_cause, outcome, outcome_source, state, tags")
@@ -178,7 +180,7 @@ async def test_sqlite_schema_mismatch_names_the_missing_columns(tmp_path: Path) 
 
 
 def test_unsupported_url_names_the_key(tmp_path: Path) -> None:
-    check = asyncio.run(doctor.check_crm(crm_settings("mysql://db/crm"), "e.toml"))
+    check = asyncio.run(check_crm(crm_settings("mysql://db/crm"), "e.toml"))
     assert check.status == "FAIL"
     assert check.detail.startswith("crm.url: unsupported database URL scheme 'mysql'")
     assert check.fix.startswith("edit e.toml: set crm.url to")
@@ -199,9 +201,9 @@ def world_dir() -> Iterator[Path]:
 
 UNPRIVILEGED_CHECK = """
 import asyncio, json, sys
-from earpiece import doctor
 from earpiece.config import CrmSettings, Settings
-out = [asyncio.run(doctor.check_crm(Settings(crm=CrmSettings(url=u)), "e.toml")).__dict__
+from earpiece.crm.health import check_crm
+out = [asyncio.run(check_crm(Settings(crm=CrmSettings(url=u)), "e.toml")).__dict__
        for u in sys.argv[1:]]
 print(json.dumps(out))
 """
@@ -228,11 +230,11 @@ def test_sqlite_without_write_permission_fails_with_the_reason(world_dir: Path) 
                               env=env, check=False)
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr
-        results = [doctor.CheckResult(**r) for r in json.loads(proc.stdout)]
+        results = [CheckResult(**r) for r in json.loads(proc.stdout)]
     else:
         locked.chmod(0o555)
         db.chmod(0o444)
-        results = [asyncio.run(doctor.check_crm(crm_settings(u), "e.toml")) for u in urls]
+        results = [asyncio.run(check_crm(crm_settings(u), "e.toml")) for u in urls]
     new_db, ro_db = results
     assert new_db.status == "FAIL"
     assert new_db.detail == (f"SQLite {locked}/crm.sqlite3: permission denied: cannot create "
@@ -251,7 +253,7 @@ def test_sqlite_without_write_permission_fails_with_the_reason(world_dir: Path) 
 async def test_postgresql_passes_and_counts_calls(request: pytest.FixtureRequest) -> None:
     url: str = request.getfixturevalue("pg_url")
     await add_calls(url, 2)
-    check = await doctor.check_crm(crm_settings(url), "e.toml")
+    check = await check_crm(crm_settings(url), "e.toml")
     assert check.status == "PASS", check
     schema = url.rsplit("%3D", 1)[1]
     user = url.split("//", 1)[1].split("@", 1)[0]
@@ -279,7 +281,7 @@ async def test_postgresql_closed_port_fails_fast(tmp_path: Path) -> None:
 async def test_postgresql_silent_server_times_out(silent_port: int) -> None:
     url = f"postgresql://earpiece@127.0.0.1:{silent_port}/crm"
     start = time.monotonic()
-    check = await doctor.check_crm(crm_settings(url), "e.toml", connect_timeout_s=2.0)
+    check = await check_crm(crm_settings(url), "e.toml", connect_timeout_s=2.0)
     elapsed = time.monotonic() - start
     assert check.status == "FAIL"
     assert check.detail == (f"PostgreSQL earpiece@127.0.0.1:{silent_port}/crm: no answer "
@@ -291,8 +293,8 @@ async def test_postgresql_silent_server_times_out(silent_port: int) -> None:
 async def test_postgresql_overall_timeout_is_a_failed_check(silent_port: int) -> None:
     url = f"postgresql://earpiece@127.0.0.1:{silent_port}/crm"
     start = time.monotonic()
-    check = await doctor.check_crm(crm_settings(url), "e.toml", connect_timeout_s=10.0,
-                                   timeout_s=0.5)
+    check = await check_crm(crm_settings(url), "e.toml", connect_timeout_s=10.0,
+                            timeout_s=0.5)
     assert time.monotonic() - start < 2.0
     assert (check.status, check.detail) == (
         "FAIL", f"PostgreSQL earpiece@127.0.0.1:{silent_port}/crm: no answer within 0.5 s")
