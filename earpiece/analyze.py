@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from earpiece.media.cpa_words import GreetingTranscriber
+
 log = logging.getLogger(__name__)
 
 
@@ -53,14 +55,47 @@ def load(path: str) -> AudioInput:
 
 
 def cpa_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]:
-    """Call progress / answering machine detection on the customer channel."""
+    """Call progress / answering machine detection on the customer channel.
+
+    After answer it uses the greeting's first recognised words on the service's schedule
+    (:mod:`earpiece.media.cpa_words`), as ``earpiece run`` does by default, unless
+    ``--no-words`` / ``--no-transcript``; the verdict then also lists the snapshots
+    (``words``: when each was taken, its decode time and text).
+    """
     from earpiece.media.cpa import CpaOptions, analyze_audio
 
+    pre_answer = bool(getattr(args, "pre_answer", False))
     options = CpaOptions(tone_plan=getattr(args, "tone_plan", "all"),
-                         phase="pre_answer" if getattr(args, "pre_answer", False)
-                         else "post_answer")
-    result = analyze_audio(audio.customer, audio.rate, options=options)
-    return "cpa", result.as_dict()
+                         phase="pre_answer" if pre_answer else "post_answer")
+    if pre_answer or getattr(args, "no_words", False) or getattr(args, "no_transcript", False):
+        return "cpa", analyze_audio(audio.customer, audio.rate, options=options).as_dict()
+    from earpiece.media.amd_words_run import analyze_with_words
+    from earpiece.media.cpa_words import words_model_for
+
+    language = getattr(args, "language", None) or "en"
+    asr_model = getattr(args, "asr_model", None)
+    model = words_model_for("auto" if asr_model is None else asr_model, "base", language)
+    recogniser = _greeting_transcriber(model)
+    lang = None if language == "auto" else language
+
+    def transcribe(x: npt.NDArray[np.int16], start: int, end: int) -> tuple[str, float]:
+        return recogniser.transcribe(x[start:end], lang)
+
+    result, snapshots = analyze_with_words(audio.customer, audio.rate, transcribe,
+                                           options=options)
+    return "cpa", {**result.as_dict(), "words": {"model": model, "snapshots": snapshots}}
+
+
+_TRANSCRIBERS: dict[str, GreetingTranscriber] = {}
+
+
+def _greeting_transcriber(model: str) -> GreetingTranscriber:
+    """One loaded recogniser per model for the whole run (loading takes a second or more)."""
+    if model not in _TRANSCRIBERS:
+        from earpiece.media.cpa_words import GreetingTranscriber
+
+        _TRANSCRIBERS[model] = GreetingTranscriber(model)
+    return _TRANSCRIBERS[model]
 
 
 def transcript_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]:
@@ -94,7 +129,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="call-progress tone plans: us, cn, uk, eu (comma separated) or all")
     parser.add_argument("--pre-answer", action="store_true",
                         help="the audio is early media (before answer): tones only")
-    parser.add_argument("--no-transcript", action="store_true", help="skip speech recognition")
+    parser.add_argument("--no-transcript", action="store_true",
+                        help="skip speech recognition (also the greeting words of cpa)")
+    parser.add_argument("--no-words", action="store_true",
+                        help="cpa from timing alone (no greeting words): deterministic times")
     parser.add_argument("--asr-model", default=None,
                         help='Whisper model: "base", "tiny.en" or a CTranslate2 directory')
     parser.add_argument("--language", default=None, help='"en", "zh", ... or "auto"')

@@ -90,3 +90,27 @@ def test_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     path = _write(tmp_path / "b.wav", [_busy()])
     assert cli_main(["analyze", "--no-transcript", str(path)]) == 0
     assert "busy" in capsys.readouterr().out
+
+
+SOUNDS = Path("/usr/share/asterisk/sounds/en")
+
+
+@pytest.mark.skipif(not (SOUNDS / "vm-intro.wav").exists(), reason="asterisk-core-sounds-en-wav")
+def test_cpa_uses_the_greeting_words_as_the_service_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with wave.open(str(SOUNDS / "vm-intro.wav")) as w:  # "Please leave your message after..."
+        prompt = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    rng = np.random.default_rng(2)
+    x = np.concatenate([np.zeros(3200), prompt, np.zeros(16000)])
+    path = _write(tmp_path / "vm.wav", [x + rng.normal(0, 20, x.size)])
+    assert cli_main(["analyze", "--json", "--no-transcript", "--no-words", str(path)]) == 0
+    timing = json.loads(capsys.readouterr().out)["cpa"]
+    assert "words" not in timing and timing["label"] == "machine"
+    args = argparse.Namespace(tone_plan="all", pre_answer=False, no_transcript=False,
+                              no_words=False, asr_model=None, language="en")
+    key, cpa = analyze.cpa_analyser(analyze.load(str(path)), args)
+    assert key == "cpa" and cpa["label"] == "machine"
+    assert cpa["words"]["model"] == "tiny.en" and cpa["words"]["snapshots"]
+    first = cpa["words"]["snapshots"][0]
+    assert "leave" in str(first["text"]).lower()
+    assert cpa["decision_s"] < timing["decision_s"]  # the words decided it earlier
