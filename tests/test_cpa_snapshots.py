@@ -273,3 +273,19 @@ def test_a_recogniser_that_cannot_load_leaves_timing_alone() -> None:
     fork, seen = asyncio.run(main())
     assert fork.stats.words_errors == 1 and fake.calls == []
     assert [d.label for d in seen] == ["machine"] and seen[0].evidence["rule"] != "machine_words"
+
+
+def test_the_kept_audio_is_freed_once_nothing_more_will_be_transcribed() -> None:
+    det = CallProgressDetector(CpaOptions(amd="off"))
+    snaps = GreetingSnapshots(SnapshotOptions(max_snapshots=1))
+    snaps.answer()
+    got = None
+    for f in _frames(_babble()):
+        det.feed(f)
+        out = snaps.push(f, det)
+        if out is not None:
+            got = out
+            assert snaps._chunks  # kept while the decode runs
+            snaps.done()
+    assert got is not None and got.size > 0  # the snapshot's audio outlives the buffer
+    assert snaps.taken == 1 and snaps._chunks == []

@@ -89,16 +89,18 @@ class GreetingSnapshots:
         """Keep ``frame`` (already fed to ``detector``); the audio to transcribe if one is due."""
         if not self._answered or not detector.answered:
             return None
+        if detector.result is not None or self.taken >= self.options.max_snapshots:
+            if self._chunks and not self.busy:  # nothing more to transcribe: free the audio
+                self._chunks = []
+            return None
         if self._samples < round(self.options.max_buffer_s * RATE):
             chunk = np.asarray(frame, dtype=np.int16).ravel().copy()
             if not self._chunks:
                 self._t0 = detector.t - chunk.size / RATE
             self._chunks.append(chunk)
             self._samples += chunk.size
-        if detector.result is not None or self.busy or self.taken >= self.options.max_snapshots:
-            return None
         onset = detector.first_speech_s
-        if onset is None:
+        if self.busy or onset is None:
             return None
         if self._next_s is None:
             self._next_s = onset + self.options.first_s
