@@ -289,3 +289,45 @@ def test_the_kept_audio_is_freed_once_nothing_more_will_be_transcribed() -> None
             snaps.done()
     assert got is not None and got.size > 0  # the snapshot's audio outlives the buffer
     assert snaps.taken == 1 and snaps._chunks == []
+
+
+def test_more_answers_than_the_recogniser_keeps_up_with_are_skipped_not_queued() -> None:
+    class Slow(_FakeTranscriber):
+        def transcribe(self, audio8k: npt.NDArray[np.int16],
+                       language: str | None) -> tuple[str, float]:
+            out = super().transcribe(audio8k, language)
+            threading.Event().wait(0.15)  # a loaded machine: 0.15 s a decode
+            return out
+
+    fake = Slow("")  # words that settle nothing: timing decides every call
+
+    async def main() -> tuple[CpaFork, list[CpaDecision]]:
+        bus = EventBus()
+        seen: list[CpaDecision] = []
+        bus.subscribe(CpaDecision, seen.append)
+        fork = CpaFork(bus, offload=True, loop=asyncio.get_running_loop(),
+                       words=GreetingWords(fake, language="en"))
+        fork.start()
+        calls = [f"c{k}" for k in range(12)]
+        for cid in calls:
+            bus.publish(CallStateChanged(call_id=cid, old=CallState.RINGING,
+                                         new=CallState.ANSWERED, source="test"))
+        for i, f in enumerate(_frames(_babble(8.0))):  # 12 calls answered at the same moment
+            for cid in calls:
+                fork.on_frame(cid, "customer", f)
+            if i % 5 == 4:
+                await asyncio.sleep(0.02)
+        for _ in range(200):
+            if len(seen) == len(calls):
+                break
+            await asyncio.sleep(0.01)
+        fork.stop()
+        return fork, seen
+
+    fork, seen = asyncio.run(main())
+    assert sorted(d.call_id for d in seen) == sorted(f"c{k}" for k in range(12))
+    s = fork.stats
+    assert s.words_skipped > 0 and s.words_errors == 0
+    # every call asked at least once; each request was decoded or skipped, none is lost
+    assert len(fake.calls) + s.words_skipped >= 12
+    assert len(fake.calls) < 36  # 12 calls x 3 snapshots were never all decoded

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -99,12 +100,16 @@ class CpaStats:
     transcripts: int = 0
     words_snapshots: int = 0  # greeting snapshots transcribed
     words_errors: int = 0
+    words_skipped: int = 0  # snapshots not decoded: queue full, or the call decided meanwhile
 
 
 class CpaFork:
     """Per-call call-progress analysis of the customer's stream (see module docstring)."""
 
     MAX_REMEMBERED = 10_000  # verdicts kept for is_human() after the call ended
+    #: greeting snapshots waiting for the recogniser at most; more calls answered at once than
+    #: it keeps up with get their later snapshots skipped (timing decides them), not queued
+    MAX_WORDS_QUEUE = 4
 
     def __init__(self, bus: EventBus, *, options: CpaOptions | None = None,
                  record_audio_verdict: VerdictSink | None = None, offload: bool = False,
@@ -124,6 +129,9 @@ class CpaFork:
         self.words = words
         self._words_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._words_broken = False  # the recogniser failed to load: timing alone
+        # snapshots submitted and not yet started; the CPA and words threads both change it
+        self._words_queued = 0
+        self._words_lock = threading.Lock()
         self._stopped = False
         if offload:
             self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -268,15 +276,36 @@ class CpaFork:
         if words is None or pool is None or self._stopped or self._words_broken:
             snapshots.done()
             return
+        with self._words_lock:
+            full = self._words_queued >= self.MAX_WORDS_QUEUE
+            if not full:
+                self._words_queued += 1
+        if full:
+            self.stats.words_skipped += 1
+            snapshots.done()  # the schedule tries again one step later
+            return
         try:
-            fut = pool.submit(words.transcriber.transcribe, audio, words.language)
+            fut = pool.submit(self._decode, call_id, snapshots, audio)
         except RuntimeError:  # shut down meanwhile
             snapshots.done()
             return
         fut.add_done_callback(lambda f: self._transcribed(call_id, snapshots, f))
 
+    def _decode(self, call_id: str, snapshots: GreetingSnapshots,
+                audio: npt.NDArray[np.int16]) -> tuple[str, float] | None:
+        """On the words thread: the snapshot's text, or None when it is no longer needed."""
+        with self._words_lock:
+            self._words_queued -= 1
+        st = self._calls.get(call_id)
+        words = self.words
+        if words is None or st is None or st.snapshots is not snapshots \
+                or st.detector.result is not None:
+            self.stats.words_skipped += 1
+            return None
+        return words.transcriber.transcribe(audio, words.language)
+
     def _transcribed(self, call_id: str, snapshots: GreetingSnapshots,
-                     fut: concurrent.futures.Future[tuple[str, float]]) -> None:
+                     fut: concurrent.futures.Future[tuple[str, float] | None]) -> None:
         """On the words thread: hand the text to the call's detector in its own context."""
         text = ""
         if fut.cancelled():
@@ -286,7 +315,10 @@ class CpaFork:
             self.stats.words_errors += 1
             log.warning("greeting words: decode failed: %s", exc)
         else:
-            text = fut.result()[0]
+            out = fut.result()
+            if out is None:  # skipped: the call decided or ended before its turn
+                return
+            text = out[0]
 
         def deliver(cid: str) -> list[tuple[str, CpaResult]]:
             st = self._calls.get(cid)
