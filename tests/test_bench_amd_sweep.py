@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from earpiece.media import bench_amd, evalset
+from earpiece.media import bench_amd, bench_amd_sweep, evalset
 from earpiece.media.amd_model import load_default
 from earpiece.media.amd_words_run import (
     CORE_SOUNDS_TEXT,
@@ -94,16 +94,16 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def curve(tiny_set: Path) -> dict[str, Any]:
-    return bench_amd.sweep(tiny_set, "test")
+    return bench_amd_sweep.sweep(tiny_set, "test")
 
 
 # ---- sweep ------------------------------------------------------------------------------------
 def test_sweep_grid_uses_the_models_own_human_p() -> None:
     model = load_default()
-    grid = bench_amd.sweep_grid(model.human_p)
-    assert grid[:9] == [(m, model.human_p) for m in bench_amd.SWEEP_MACHINE_P]
+    grid = bench_amd_sweep.sweep_grid(model.human_p)
+    assert grid[:9] == [(m, model.human_p) for m in bench_amd_sweep.SWEEP_MACHINE_P]
     assert all(m == 0.9 for m, _ in grid[9:])
-    assert {h for _, h in grid[9:]} | {model.human_p} == set(bench_amd.SWEEP_HUMAN_P) | {
+    assert {h for _, h in grid[9:]} | {model.human_p} == set(bench_amd_sweep.SWEEP_HUMAN_P) | {
         model.human_p}
     assert len(grid) == len(set(grid))  # (0.9, model's human_p) is listed once
     assert (model.machine_p, model.human_p) in grid
@@ -112,7 +112,7 @@ def test_sweep_grid_uses_the_models_own_human_p() -> None:
 def test_sweep_report_structure(curve: dict[str, Any], tiny_set: Path) -> None:
     model = load_default()
     assert set(curve) >= {"points", "baseline", "summary", "set"}
-    grid = bench_amd.sweep_grid(model.human_p)
+    grid = bench_amd_sweep.sweep_grid(model.human_p)
     assert [(p["machine_p"], p["human_p"]) for p in curve["points"]] == grid
     for p in curve["points"]:
         assert p["items"] == 7  # human/machine items only
@@ -165,7 +165,7 @@ def test_summary_on_a_known_list() -> None:
     points = [pt(0.5, 0.70, 1.30), pt(0.6, 0.80, 1.50), pt(0.7, 0.75, 1.40),
               pt(0.8, 0.90, 1.70), pt(0.9, 0.97, 1.90), pt(0.95, 0.97, 1.90, 2.5)]
     base = {"accuracy_human_machine": 0.75, "decision_median_s": 1.6, "decision_p95_s": 2.4}
-    s = bench_amd.summarise_sweep(points, base)
+    s = bench_amd_sweep.summarise_sweep(points, base)
     fast = s["fastest_at_least_as_accurate_as_baseline"]
     assert fast is not None and fast["machine_p"] == 0.7  # 0.75 >= 0.75 at 1.40 s
     assert fast["dominates_baseline"] is False  # not strictly more accurate
@@ -173,8 +173,8 @@ def test_summary_on_a_known_list() -> None:
     assert acc is not None and acc["machine_p"] == 0.6  # 80 % at 1.50 <= 1.6 s
     assert acc["dominates_baseline"] is True
     # nothing as fast: None; ties on accuracy and median go to the lower p95
-    s2 = bench_amd.summarise_sweep(points, {**base, "decision_median_s": 1.0,
-                                            "accuracy_human_machine": 0.97})
+    s2 = bench_amd_sweep.summarise_sweep(points, {**base, "decision_median_s": 1.0,
+                                                  "accuracy_human_machine": 0.97})
     assert s2["most_accurate_at_least_as_fast_as_baseline"] is None
     tie = s2["fastest_at_least_as_accurate_as_baseline"]
     assert tie is not None and tie["machine_p"] == 0.95 and not tie["dominates_baseline"]
@@ -182,8 +182,9 @@ def test_summary_on_a_known_list() -> None:
 
 def test_sweep_with_perfect_words(tiny_set: Path) -> None:
     grid = [(0.9, 0.1), (0.97, 0.1)]
-    plain = bench_amd.sweep(tiny_set, "test", grid=grid)
-    words = bench_amd.sweep(tiny_set, "test", grid=grid, words_oracle=True, oracle_delay_s=0.1)
+    plain = bench_amd_sweep.sweep(tiny_set, "test", grid=grid)
+    words = bench_amd_sweep.sweep(tiny_set, "test", grid=grid, words_oracle=True,
+                                  oracle_delay_s=0.1)
     assert words["words"]["oracle"] is True and words["words"]["delay_s"] == 0.1
     assert words["words"]["items_without_text"] == 1  # the music item
     assert words["baseline"] == {**plain["baseline"], "cpu_s": words["baseline"]["cpu_s"]}
@@ -198,7 +199,7 @@ def _cli(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_sweep_json_and_table(tiny_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    grid_len = len(bench_amd.sweep_grid(load_default().human_p))
+    grid_len = len(bench_amd_sweep.sweep_grid(load_default().human_p))
     assert bench_amd.main(_cli(["--dir", str(tiny_set), "--sweep", "--json"])) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["points"]) == grid_len and out["set"]["split"] == "test"
