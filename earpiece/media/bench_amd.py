@@ -122,7 +122,30 @@ def score(items: Sequence[Item], results: Sequence[CpaResult]) -> dict[str, Any]
         "accuracy_all": round(ok / len(items), 4) if items else None,
         "per_label": {k: round(v[0] / v[1], 4) for k, v in sorted(per_label.items())},
         "confusion": confusion,
+        "by_truth": by_truth(items, results),
     }
+
+
+def by_truth(items: Sequence[Item], results: Sequence[CpaResult]) -> dict[str, Any]:
+    """Latency per true class, as a dialer feels it.
+
+    ``human``: how long a live person waits in dead air before being judged human (handed to
+    an agent): ``correct_median_s``/``correct_p95_s`` over the people judged human, and
+    ``recall``, the share judged human at all (the rest are hung up on or sent the voicemail
+    treatment). ``machine``: how soon a recorded greeting is released, over the machines
+    judged machine. ``decision_median_s`` is over all of the class's items, right or wrong.
+    """
+    out: dict[str, Any] = {}
+    for label in ("human", "machine"):
+        pairs = [(it, r) for it, r in zip(items, results, strict=True) if it.label == label]
+        if not pairs:
+            continue
+        right = [r.decision_s for it, r in pairs if r.label == label]
+        out[label] = {"items": len(pairs), "recall": round(len(right) / len(pairs), 4),
+                      "decision_median_s": _percentile([r.decision_s for _, r in pairs], 50),
+                      "correct_median_s": _percentile(right, 50),
+                      "correct_p95_s": _percentile(right, 95)}
+    return out
 
 
 def item_language(it: Item) -> str:
@@ -240,6 +263,11 @@ def _table(report: dict[str, Any], out: Callable[[str], None]) -> None:
     out(f"{'metric':28} {'earpiece':>10} {'app_amd':>10}")
     for k in keys:
         out(f"{k:28} {report['earpiece'][k]!s:>10} {report['baseline'][k]!s:>10}")
+    for label, key in (("human", "recall"), ("human", "correct_median_s"),
+                       ("machine", "recall"), ("machine", "correct_median_s")):
+        cells = [report[side].get("by_truth", {}).get(label, {}).get(key)
+                 for side in ("earpiece", "baseline")]
+        out(f"{label + ' ' + key:28} {cells[0]!s:>10} {cells[1]!s:>10}")
     for name in ("earpiece", "baseline"):
         out(f"\n{name} confusion (rows = truth):")
         conf = report[name]["confusion"]
