@@ -75,27 +75,37 @@ def cpa_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]
     language = getattr(args, "language", None) or "en"
     asr_model = getattr(args, "asr_model", None)
     model = words_model_for("auto" if asr_model is None else asr_model, "base", language)
-    recogniser = _greeting_transcriber(model)
-    lang = None if language == "auto" else language
-
-    def transcribe(x: npt.NDArray[np.int16], start: int, end: int) -> tuple[str, float]:
-        return recogniser.transcribe(x[start:end], lang)
-
-    result, snapshots = analyze_with_words(audio.customer, audio.rate, transcribe,
-                                           options=options)
+    result, snapshots = analyze_with_words(audio.customer, audio.rate,
+                                           whisper_transcribe(model, language), options=options)
     return "cpa", {**result.as_dict(), "words": {"model": model, "snapshots": snapshots}}
 
 
 _TRANSCRIBERS: dict[str, GreetingTranscriber] = {}
 
 
-def _greeting_transcriber(model: str) -> GreetingTranscriber:
+def greeting_transcriber(model: str) -> GreetingTranscriber:
     """One loaded recogniser per model for the whole run (loading takes a second or more)."""
     if model not in _TRANSCRIBERS:
         from earpiece.media.cpa_words import GreetingTranscriber
 
         _TRANSCRIBERS[model] = GreetingTranscriber(model)
     return _TRANSCRIBERS[model]
+
+
+def whisper_transcribe(model: str, language: str
+                       ) -> Callable[[npt.NDArray[np.int16], int, int], tuple[str, float]]:
+    """``(audio_8k, start, end) -> (text, decode s)`` with ``model`` for ``language``.
+
+    The shape :func:`earpiece.media.amd_words_run.analyze_with_words` takes; ``"auto"``
+    lets Whisper detect the language per snapshot.
+    """
+    recogniser = greeting_transcriber(model)
+    lang = None if language == "auto" else language
+
+    def transcribe(x: npt.NDArray[np.int16], start: int, end: int) -> tuple[str, float]:
+        return recogniser.transcribe(x[start:end], lang)
+
+    return transcribe
 
 
 def transcript_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]:

@@ -82,6 +82,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="accuracy/latency curve: Earpiece's human/machine items at a grid "
                              "of operating points (machine_p x the model's human_p, human_p "
                              "at machine_p 0.9) beside app_amd on the same items")
+    parser.add_argument("--labelled", default=None, metavar="DIR",
+                        help="score your own recordings instead of the generated set: WAVs in "
+                             "DIR/human/, DIR/machine/, DIR/fax/, DIR/silence/, DIR/ringback/, "
+                             "DIR/busy/, DIR/congestion/, DIR/sit/, or listed in "
+                             "DIR/labels.csv (file,label[,phase]); stereo = customer on "
+                             "channel 0")
+    parser.add_argument("--language", default="en",
+                        help='with --labelled: the campaign language for the greeting words '
+                             '("en", "zh", ... or "auto"; default en)')
     parser.add_argument("--machine-p", type=float, default=None)
     parser.add_argument("--human-p", type=float, default=None)
 
@@ -287,6 +296,21 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--oracle-delay needs --words-oracle"
     if args.oracle_delay is not None and args.oracle_delay < 0:
         return "--oracle-delay must be >= 0"
+    if args.labelled is not None:
+        given = [flag for flag, on in (("--dir", args.dir is not None),
+                                       ("--seed", args.seed is not None),
+                                       ("--regenerate", args.regenerate),
+                                       ("--split", args.split != "test"),
+                                       ("--sweep", args.sweep),
+                                       ("--words-oracle", args.words_oracle),
+                                       ("--amd rules", args.amd != "model"),
+                                       ("--machine-p", args.machine_p is not None),
+                                       ("--human-p", args.human_p is not None),
+                                       ("--words-wait", args.words_wait is not None)) if on]
+        if given:
+            return f"--labelled scores your recordings at the service's settings: drop {given[0]}"
+    elif args.language != "en":
+        return "--language is for --labelled (the generated set knows its items' languages)"
     if args.sweep:
         if args.machine_p is not None or args.human_p is not None:
             return "--sweep chooses machine_p/human_p itself: drop --machine-p/--human-p"
@@ -306,6 +330,8 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         print(f"earpiece bench amd: {problem}", file=sys.stderr)
         return 2
+    if args.labelled is not None:
+        return _main_labelled(args)
     oracle_delay = ORACLE_DELAY_S if args.oracle_delay is None else args.oracle_delay
     seed = SEED if args.seed is None else args.seed
     where = args.dir
@@ -338,6 +364,43 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(f"evaluation set {root} ({args.split}: {report['set']['items']} items)")
         _table(report, print)
+    _print_errors(args, pairs)
+    return 0
+
+
+def _main_labelled(args: argparse.Namespace) -> int:
+    from earpiece.media.bench_amd_labelled import LabelledSetError, evaluate_labelled
+
+    transcribe = model = None
+    if args.words:
+        from earpiece.analyze import whisper_transcribe
+        from earpiece.media.cpa_words import words_model_for
+
+        model = words_model_for(args.asr_model, "base", args.language)
+        transcribe = whisper_transcribe(model, args.language)
+    try:
+        report, pairs = evaluate_labelled(args.labelled, tone_plan=args.tone_plan,
+                                          amd_conf=args.amd_conf, transcribe=transcribe,
+                                          words_model=model)
+    except LabelledSetError as exc:
+        print(f"earpiece bench amd: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(f"labelled recordings {report['set']['dir']} ({report['set']['items']} items: "
+              + ", ".join(f"{k} {v}" for k, v in report["set"]["labels"].items())
+              + (f"; {len(report['set']['skipped'])} unreadable, skipped"
+                 if report["set"]["skipped"] else "") + ")")
+        _table(report, print)
+    sys.stdout.flush()
+    for bad in report["set"]["skipped"]:
+        print(f"earpiece bench amd: skipped {bad['file']}: {bad['error']}", file=sys.stderr)
+    _print_errors(args, pairs)
+    return 0
+
+
+def _print_errors(args: argparse.Namespace, pairs: Sequence[tuple[Item, CpaResult]]) -> None:
     if args.errors:
         for it, r in pairs:
             if it.label != r.label:
@@ -345,4 +408,3 @@ def main(args: argparse.Namespace) -> int:
                                   "decision_s": r.decision_s, "rule": r.evidence.get("rule"),
                                   "source": it.source, "params": it.params},
                                  ensure_ascii=False), file=sys.stderr)
-    return 0
