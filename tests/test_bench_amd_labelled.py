@@ -219,3 +219,11 @@ def test_cli_language_needs_labelled_and_bad_dir_is_reported(
     (tmp_path / "music").mkdir()
     assert bench_amd.main(_cli(["--labelled", str(tmp_path), "--no-words"])) == 2
     assert "'music' is not a label" in capsys.readouterr().err
+
+
+def test_cli_missing_words_model_is_a_clear_error(folder_set: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--labelled", str(folder_set), "--asr-model", str(tmp_path / "no-such-model")]
+    assert bench_amd.main(_cli(argv)) == 2
+    err = capsys.readouterr().err
+    assert "greeting words:" in err and "no-such-model" in err and "--no-words" in err

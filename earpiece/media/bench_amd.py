@@ -369,6 +369,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main_labelled(args: argparse.Namespace) -> int:
+    from earpiece.errors import ModelError
     from earpiece.media.bench_amd_labelled import LabelledSetError, evaluate_labelled
 
     transcribe = model = None
@@ -384,6 +385,10 @@ def _main_labelled(args: argparse.Namespace) -> int:
                                           words_model=model)
     except LabelledSetError as exc:
         print(f"earpiece bench amd: {exc}", file=sys.stderr)
+        return 2
+    except ModelError as exc:
+        print(f"earpiece bench amd: greeting words: {exc} (--no-words scores timing alone)",
+              file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
