@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from earpiece.media import bench_amd
 from earpiece.media.amd_baseline import baseline_result
@@ -101,9 +103,9 @@ def test_labels_csv_is_the_whole_list(tmp_path: Path) -> None:
     write_wav(tmp_path / "calls" / "2.wav", _ringback())
     write_wav(tmp_path / "calls" / "3.wav", _speech(rng, 0.3, 0.5))
     (tmp_path / "human").mkdir()  # ignored: labels.csv wins
-    (tmp_path / "labels.csv").write_text(
-        "file,label,phase\ncalls/1.wav,Human,\ncalls/2.wav,ringback,\n\n"
-        "calls/3.wav,busy,post_answer\n", encoding="utf-8")
+    (tmp_path / "labels.csv").write_text(  # as Excel saves it: BOM and CRLF
+        "file,label,phase\r\ncalls/1.wav,Human,\r\ncalls/2.wav,ringback,\r\n\r\n"
+        "calls/3.wav,busy,post_answer\r\n", encoding="utf-8-sig", newline="")
     assert discover(tmp_path) == [LabelledFile("calls/1.wav", "human", "post_answer"),
                                   LabelledFile("calls/2.wav", "ringback", "pre_answer"),
                                   LabelledFile("calls/3.wav", "busy", "post_answer")]
@@ -122,6 +124,30 @@ def test_labels_csv_errors_name_the_line(tmp_path: Path, text: str, message: str
     with pytest.raises(LabelledSetError, match=message) as err:
         discover(tmp_path)
     assert str(tmp_path / "labels.csv") in str(err.value)
+
+
+_CSV_PIECES = st.sampled_from(["file", "label", "phase", ",", "\n", "\r\n", '"', "x.wav",
+                                "human", "Machine", "pre_answer", "ringback", " ", "\x00",
+                                "missing.wav", "\ufeff", "\xff\xfe"])
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(_CSV_PIECES, max_size=30).map("".join),
+       raw=st.binary(max_size=40))
+def test_labels_csv_never_fails_otherwise(tmp_path: Path, text: str, raw: bytes) -> None:
+    """Any labels.csv gives files that exist with known labels, or a LabelledSetError."""
+    if not (tmp_path / "x.wav").exists():
+        write_wav(tmp_path / "x.wav", np.zeros(800, dtype=np.int16))
+    for body in (text.encode("utf-8", "surrogatepass"), raw, text.encode("utf-8") + raw):
+        (tmp_path / "labels.csv").write_bytes(body)
+        try:
+            files = discover(tmp_path)
+        except LabelledSetError as exc:
+            assert str(tmp_path) in str(exc)
+            continue
+        assert files and all(f.path == "x.wav" for f in files)
+        assert all(f.label in ("human", "machine", "ringback") for f in files)
 
 
 # ---- evaluation ---------------------------------------------------------------------------------

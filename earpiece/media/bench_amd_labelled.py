@@ -95,8 +95,18 @@ def _from_folders(base: Path) -> list[LabelledFile]:
 
 
 def _from_csv(base: Path, listing: Path) -> list[LabelledFile]:
+    try:
+        return _read_csv(base, listing)
+    except UnicodeDecodeError as exc:
+        raise LabelledSetError(f"{listing}: not UTF-8 text ({exc.reason} at byte "
+                               f"{exc.start})") from exc
+    except csv.Error as exc:
+        raise LabelledSetError(f"{listing}: not a CSV file: {exc}") from exc
+
+
+def _read_csv(base: Path, listing: Path) -> list[LabelledFile]:
     out: list[LabelledFile] = []
-    with open(listing, newline="", encoding="utf-8") as fh:
+    with open(listing, newline="", encoding="utf-8-sig") as fh:  # Excel writes a BOM
         reader = csv.DictReader(fh)
         header = [h.strip() for h in reader.fieldnames or []]
         if "file" not in header or "label" not in header:
