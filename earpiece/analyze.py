@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from earpiece.media.cpa_words import GreetingTranscriber
+    from earpiece.cpa.words import GreetingTranscriber
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ Analyser = Callable[[AudioInput, argparse.Namespace], tuple[str, Any]]
 
 def load(path: str) -> AudioInput:
     """Read a 16-bit PCM WAV (mono or stereo)."""
-    from earpiece.media.evalset import read_wav
+    from earpiece.cpa.evalset import read_wav
 
     data, rate, channels = read_wav(path)
     if channels == 1:
@@ -58,19 +58,19 @@ def cpa_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]
     """Call progress / answering machine detection on the customer channel.
 
     After answer it uses the greeting's first recognised words on the service's schedule
-    (:mod:`earpiece.media.cpa_words`), as ``earpiece run`` does by default, unless
+    (:mod:`earpiece.cpa.words`), as ``earpiece run`` does by default, unless
     ``--no-words`` / ``--no-transcript``; the verdict then also lists the snapshots
     (``words``: when each was taken, its decode time and text).
     """
-    from earpiece.media.cpa import CpaOptions, analyze_audio
+    from earpiece.cpa.detector import CpaOptions, analyze_audio
 
     pre_answer = bool(getattr(args, "pre_answer", False))
     options = CpaOptions(tone_plan=getattr(args, "tone_plan", "all"),
                          phase="pre_answer" if pre_answer else "post_answer")
     if pre_answer or getattr(args, "no_words", False) or getattr(args, "no_transcript", False):
         return "cpa", analyze_audio(audio.customer, audio.rate, options=options).as_dict()
-    from earpiece.media.amd_words_run import analyze_with_words
-    from earpiece.media.cpa_words import words_model_for
+    from earpiece.cpa.amd_words_run import analyze_with_words
+    from earpiece.cpa.words import words_model_for
 
     language = getattr(args, "language", None) or "en"
     asr_model = getattr(args, "asr_model", None)
@@ -86,7 +86,7 @@ _TRANSCRIBERS: dict[str, GreetingTranscriber] = {}
 def greeting_transcriber(model: str) -> GreetingTranscriber:
     """One loaded recogniser per model for the whole run (loading takes a second or more)."""
     if model not in _TRANSCRIBERS:
-        from earpiece.media.cpa_words import GreetingTranscriber
+        from earpiece.cpa.words import GreetingTranscriber
 
         _TRANSCRIBERS[model] = GreetingTranscriber(model)
     return _TRANSCRIBERS[model]
@@ -96,7 +96,7 @@ def whisper_transcribe(model: str, language: str
                        ) -> Callable[[npt.NDArray[np.int16], int, int], tuple[str, float]]:
     """``(audio_8k, start, end) -> (text, decode s)`` with ``model`` for ``language``.
 
-    The shape :func:`earpiece.media.amd_words_run.analyze_with_words` takes; ``"auto"``
+    The shape :func:`earpiece.cpa.amd_words_run.analyze_with_words` takes; ``"auto"``
     lets Whisper detect the language per snapshot.
     """
     recogniser = greeting_transcriber(model)
@@ -112,7 +112,7 @@ def transcript_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[st
     """Per-party transcript (faster-whisper, the streaming pipeline's filters)."""
     if getattr(args, "no_transcript", False):
         return "transcript", None
-    from earpiece.media.asr_file import transcript_analyser as run
+    from earpiece.asr.file import transcript_analyser as run
 
     return run(audio, args)
 

@@ -22,8 +22,8 @@ from typing import Any
 from earpiece.agi.ami_client import AmiClient
 from earpiece.agi.ari_client import AriClient
 from earpiece.agi.ari_models import AriEvent
+from earpiece.agi.calls.registry import Registry
 from earpiece.agi.fastagi_server import FastAgiServer
-from earpiece.agi.registry import Registry
 from earpiece.agi.routing import make_handlers
 from earpiece.bus import EventBus
 from earpiece.config import Settings, load_settings
@@ -59,7 +59,7 @@ class Service:
         self.agi: FastAgiServer | None = None
         self.media: Any = None  # earpiece.media.fork.MediaFork when media is on
         self.hub: Any = None  # earpiece.media.frames.FrameHub
-        self.cpa: Any = None  # earpiece.media.cpa_fork.CpaFork
+        self.cpa: Any = None  # earpiece.cpa.fork.CpaFork
         self.resyncs = {"ami": 0, "ari": 0}
         self._cleanups: list[Cleanup] = []
 
@@ -106,9 +106,9 @@ class Service:
         mods = ["earpiece.media.fork", "earpiece.media.frames", "earpiece.media.receiver",
                 "earpiece.media.recorder", "earpiece.media.audiosocket"]
         if s.cpa.enabled:
-            mods += ["earpiece.media.cpa_fork", "earpiece.media.cpa", "earpiece.media.cpa_words"]
+            mods += ["earpiece.cpa.fork", "earpiece.cpa.detector", "earpiece.cpa.words"]
         if s.asr.enabled:
-            mods += ["earpiece.media.asr_service"]
+            mods += ["earpiece.asr.service"]
         return mods
 
     async def _start_media(self) -> None:
@@ -142,13 +142,13 @@ class Service:
         if s.cpa.enabled:
             self._start_cpa()
         if s.asr.enabled:
-            from earpiece.media.asr_service import start_asr
+            from earpiece.asr.service import start_asr
 
             self._cleanups.append(await start_asr(self.bus, self.hub, s.asr))
 
     def _start_cpa(self) -> None:
         """Call-progress / answering-machine detection on each customer's audio."""
-        from earpiece.media.cpa_fork import CpaFork, options_from_settings, words_from_settings
+        from earpiece.cpa.fork import CpaFork, options_from_settings, words_from_settings
 
         s = self.settings
         cpa = CpaFork(self.bus, options=options_from_settings(s.cpa),

@@ -21,11 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("earpiece.analyze", "analyse WAV files (call progress, transcript)"),
 }
 BENCHES: dict[str, tuple[str, str]] = {
-    "media": ("earpiece.media.bench_media", "RTP receive/jitter/decode/VAD throughput"),
-    "amd": ("earpiece.media.bench_amd", "call-progress and answering-machine detection"),
-    "asr": ("earpiece.media.bench_asr", "streaming speech recognition"),
-    "sim": ("earpiece.sim.bench_rtp", "PBX simulator RTP sender throughput"),
-    "crm": ("earpiece.crm.bench_crm", "CRM write throughput and loop stalls (SQLite/PostgreSQL)"),
+    "media": ("earpiece.bench.media", "RTP receive/jitter/decode/VAD throughput"),
+    "amd": ("earpiece.bench.amd", "call-progress and answering-machine detection"),
+    "asr": ("earpiece.bench.asr", "streaming speech recognition"),
+    "sim": ("earpiece.bench.sim", "PBX simulator RTP sender throughput"),
+    "crm": ("earpiece.bench.crm", "CRM write throughput and loop stalls (SQLite/PostgreSQL)"),
 }
 
 

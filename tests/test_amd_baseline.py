@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from earpiece.media.amd_baseline import AmdConfig, AppAmd, baseline_result, run_app_amd
+from earpiece.cpa.amd_baseline import AmdConfig, AppAmd, baseline_result, run_app_amd
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 AMD_CONF = Path("/work/shared/asterisk/conf/amd.conf")

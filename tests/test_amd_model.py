@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earpiece.media.amd_model import FEATURES, AmdModel, fit, load_default
-from earpiece.media.amd_train import choose_operating_point, simulate, trace
-from earpiece.media.cpa import CpaOptions, analyze_audio
-from earpiece.media.evalset import bandpass, ulaw_roundtrip
-from earpiece.media.tones import synth_tone
+from earpiece.cpa.amd_model import FEATURES, AmdModel, fit, load_default
+from earpiece.cpa.amd_train import choose_operating_point, simulate, trace
+from earpiece.cpa.detector import CpaOptions, analyze_audio
+from earpiece.cpa.evalset import bandpass, ulaw_roundtrip
+from earpiece.cpa.tones import synth_tone
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 needs_sounds = pytest.mark.skipif(not SOUNDS.exists(), reason="asterisk-core-sounds-en-wav")

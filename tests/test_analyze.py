@@ -17,8 +17,8 @@ import pytest
 
 from earpiece import analyze
 from earpiece.cli import main as cli_main
-from earpiece.media.cpa import LABELS
-from earpiece.media.tones import synth_tone
+from earpiece.cpa.detector import LABELS
+from earpiece.cpa.tones import synth_tone
 
 
 def _write(path: Path, channels: list[npt.NDArray[np.float64]], rate: int = 8000) -> Path:

@@ -6,8 +6,8 @@ import argparse
 
 import numpy as np
 
-from earpiece.media import bench_asr
-from earpiece.media.asr_metrics import normalize_en
+from earpiece.asr.metrics import normalize_en
+from earpiece.bench import asr as bench_asr
 
 
 def test_at_least_100_real_prompts_with_words() -> None:

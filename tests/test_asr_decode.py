@@ -17,14 +17,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from earpiece.asr.decoder import WhisperDecoder
+from earpiece.asr.metrics import is_simplified_chinese, normalize_en
+from earpiece.asr.model import load_model
+from earpiece.asr.runner import WhisperRunner
+from earpiece.asr.service import AsrService, ServiceSettings
+from earpiece.asr.stream import DecodeRequest
 from earpiece.bus import EventBus
 from earpiece.events import Transcript
-from earpiece.media.asr_decoder import WhisperDecoder
-from earpiece.media.asr_metrics import is_simplified_chinese, normalize_en
-from earpiece.media.asr_model import load_model
-from earpiece.media.asr_runner import WhisperRunner
-from earpiece.media.asr_service import AsrService, ServiceSettings
-from earpiece.media.asr_stream import DecodeRequest
 from earpiece.media.settings import AsrSettings
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
@@ -57,7 +57,7 @@ def pad(pcm: npt.NDArray[np.int16], before: float = 0.5, after: float = 1.0) -> 
 
 def transcribe(runner: WhisperRunner, pcm: npt.NDArray[np.int16], language: str = "en",
                rate: int = RATE) -> dict[str, object]:
-    from earpiece.media.asr_file import transcribe_party
+    from earpiece.asr.file import transcribe_party
 
     return transcribe_party(pcm, rate, runner, language=language)
 
@@ -202,8 +202,8 @@ async def test_event_loop_never_blocked_while_decoding(
 async def test_media_pipeline_to_bus_with_start_asr() -> None:
     """RTP u-law payloads -> the media fork's PartyStream (jitter, VAD) -> FrameHub ->
     start_asr -> Transcript events; the call's CallEnded closes its streams."""
+    from earpiece.asr.service import start_asr
     from earpiece.events import CallEnded
-    from earpiece.media.asr_service import start_asr
     from earpiece.media.frames import FrameHub, PartyStream
     from earpiece.media.g711 import encode_ulaw
 

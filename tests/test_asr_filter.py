@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from earpiece.media.asr_decoder import DecodeOptions as Opts
-from earpiece.media.asr_decoder import DecodeOutput, compression_ratio, window_seconds
-from earpiece.media.asr_filter import (
+from earpiece.asr.decoder import DecodeOptions as Opts
+from earpiece.asr.decoder import DecodeOutput, compression_ratio, window_seconds
+from earpiece.asr.filters import (
     is_noise,
     is_tonal,
     judge,
     spectral_flatness,
     tonal_concentration,
 )
-from earpiece.media.asr_metrics import (
+from earpiece.asr.metrics import (
     ErrorRate,
     edit_distance,
     is_simplified_chinese,
@@ -28,7 +28,7 @@ from earpiece.media.asr_metrics import (
     normalize_zh,
     number_to_words,
 )
-from earpiece.media.asr_zh import to_simplified
+from earpiece.asr.zh import to_simplified
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 
@@ -179,7 +179,7 @@ def test_window_is_bounded() -> None:
 
 
 def test_noise_floor_padding() -> None:
-    from earpiece.media.asr_decoder import noise_floor
+    from earpiece.asr.decoder import noise_floor
 
     rng = np.random.default_rng(1)
     quiet = rng.normal(0, 0.001, 3200)
@@ -193,7 +193,7 @@ def test_noise_floor_padding() -> None:
 
 
 def test_zh_prompt_echo_is_removed() -> None:
-    from earpiece.media.asr_decoder import _strip_prompt_echo
+    from earpiece.asr.decoder import _strip_prompt_echo
 
     assert _strip_prompt_echo("以下是你的帮助，再见。") == "你的帮助，再见。"
     assert _strip_prompt_echo("以下是普通话的句子。我想换手机") == "我想换手机"

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from earpiece.errors import ModelError
-from earpiece.media import asr_model
-from earpiece.media.asr_model import (
+from earpiece.asr import model as asr_model
+from earpiece.asr.model import (
     BASE_DIR_NAME,
     CHECKSUM_NAME,
     assemble_base,
@@ -21,6 +20,7 @@ from earpiece.media.asr_model import (
     resolve_model,
     worker_count,
 )
+from earpiece.errors import ModelError
 from earpiece.media.settings import AsrSettings
 
 

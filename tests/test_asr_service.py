@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from earpiece.asr.decoder import DecodedWord, DecodeOutput
+from earpiece.asr.filters import Verdict
+from earpiece.asr.service import AsrService, ServiceSettings
+from earpiece.asr.stream import DecodeRequest, DecodeResult, StreamSettings
 from earpiece.bus import EventBus
 from earpiece.events import Transcript
-from earpiece.media.asr_decoder import DecodedWord, DecodeOutput
-from earpiece.media.asr_filter import Verdict
-from earpiece.media.asr_service import AsrService, ServiceSettings
-from earpiece.media.asr_stream import DecodeRequest, DecodeResult, StreamSettings
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 RATE = 8000

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earpiece.media.asr_decoder import DecodedWord, DecodeOutput
-from earpiece.media.asr_filter import Verdict
-from earpiece.media.asr_stream import (
+from earpiece.asr.decoder import DecodedWord, DecodeOutput
+from earpiece.asr.filters import Verdict
+from earpiece.asr.stream import (
     AsrStream,
     DecodeRequest,
     DecodeResult,

@@ -13,17 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from earpiece.media import bench_amd
-from earpiece.media.amd_baseline import baseline_result
-from earpiece.media.bench_amd_labelled import (
+from earpiece.bench import amd as bench_amd
+from earpiece.bench.amd_labelled import (
     LabelledFile,
     LabelledSetError,
     discover,
     evaluate_labelled,
 )
-from earpiece.media.cpa import CpaOptions, analyze_audio
-from earpiece.media.evalset import write_wav
-from earpiece.media.tones import synth_tone
+from earpiece.cpa.amd_baseline import baseline_result
+from earpiece.cpa.detector import CpaOptions, analyze_audio
+from earpiece.cpa.evalset import write_wav
+from earpiece.cpa.tones import synth_tone
 
 RATE = 8000
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from earpiece.media.bench_amd import by_truth, score
-from earpiece.media.cpa import CpaResult
-from earpiece.media.evalset import Item
+from earpiece.bench.amd import by_truth, score
+from earpiece.cpa.detector import CpaResult
+from earpiece.cpa.evalset import Item
 
 
 def _item(label: str, n: int) -> Item:

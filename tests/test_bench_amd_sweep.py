@@ -13,16 +13,18 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from earpiece.media import bench_amd, bench_amd_sweep, evalset
-from earpiece.media.amd_model import load_default
-from earpiece.media.amd_words_run import (
+from earpiece.bench import amd as bench_amd
+from earpiece.bench import amd_sweep as bench_amd_sweep
+from earpiece.cpa import evalset
+from earpiece.cpa.amd_model import load_default
+from earpiece.cpa.amd_words_run import (
     CORE_SOUNDS_TEXT,
     OracleGreetings,
     load_prompt_words,
     spoken_words,
 )
-from earpiece.media.evalset import Item, write_wav
-from earpiece.media.tones import synth_tone
+from earpiece.cpa.evalset import Item, write_wav
+from earpiece.cpa.tones import synth_tone
 
 RATE = 8000
 

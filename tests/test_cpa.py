@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earpiece.media.amd_model import FEATURES
-from earpiece.media.cpa import LABELS, CallProgressDetector, CpaOptions, analyze_audio
-from earpiece.media.evalset import _music, bandpass, ulaw_roundtrip
-from earpiece.media.tones import synth_tone
+from earpiece.cpa.amd_model import FEATURES
+from earpiece.cpa.detector import LABELS, CallProgressDetector, CpaOptions, analyze_audio
+from earpiece.cpa.evalset import _music, bandpass, ulaw_roundtrip
+from earpiece.cpa.tones import synth_tone
 
 CAPTURES = Path("/work/shared/asterisk/captures/pjsip/rtp")
 SOUNDS = Path("/usr/share/asterisk/sounds/en")

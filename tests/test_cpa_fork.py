@@ -11,9 +11,9 @@ import numpy.typing as npt
 import pytest
 
 from earpiece.bus import EventBus
+from earpiece.cpa.fork import CpaFork
+from earpiece.cpa.tones import synth_tone
 from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision
-from earpiece.media.cpa_fork import CpaFork
-from earpiece.media.tones import synth_tone
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 

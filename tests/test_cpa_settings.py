@@ -12,11 +12,11 @@ import numpy.typing as npt
 import pytest
 
 from earpiece.config import load_settings
+from earpiece.cpa.detector import CallProgressDetector, CpaOptions, CpaResult
+from earpiece.cpa.evalset import bandpass, ulaw_roundtrip
+from earpiece.cpa.fork import options_from_settings
+from earpiece.cpa.profiles import AMD_PROFILES, AmdProfile
 from earpiece.errors import ConfigError
-from earpiece.media.cpa import CallProgressDetector, CpaOptions, CpaResult
-from earpiece.media.cpa_fork import options_from_settings
-from earpiece.media.cpa_profiles import AMD_PROFILES, AmdProfile
-from earpiece.media.evalset import bandpass, ulaw_roundtrip
 from earpiece.media.settings import MIN_AMD_MAX_S, CpaSettings
 
 

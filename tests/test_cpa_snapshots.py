@@ -12,16 +12,16 @@ import numpy.typing as npt
 import pytest
 
 from earpiece.bus import EventBus
-from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision, Transcript
-from earpiece.media.cpa import CallProgressDetector, CpaOptions
-from earpiece.media.cpa_fork import CpaFork, words_from_settings
-from earpiece.media.cpa_words import (
+from earpiece.cpa.detector import CallProgressDetector, CpaOptions
+from earpiece.cpa.fork import CpaFork, words_from_settings
+from earpiece.cpa.words import (
     GreetingSnapshots,
     GreetingTranscriber,
     GreetingWords,
     SnapshotOptions,
     words_model_for,
 )
+from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision, Transcript
 from earpiece.media.settings import AsrSettings, CpaSettings
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")

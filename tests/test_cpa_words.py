@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from earpiece.bus import EventBus
+from earpiece.cpa.amd_words import word_evidence
+from earpiece.cpa.amd_words_run import WordsOptions, analyze_with_words
+from earpiece.cpa.detector import CallProgressDetector, CpaOptions
+from earpiece.cpa.fork import CpaFork
 from earpiece.events import CallState, CallStateChanged, CpaDecision, Transcript
-from earpiece.media.amd_words import word_evidence
-from earpiece.media.amd_words_run import WordsOptions, analyze_with_words
-from earpiece.media.cpa import CallProgressDetector, CpaOptions
-from earpiece.media.cpa_fork import CpaFork
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 needs_sounds = pytest.mark.skipif(not SOUNDS.exists(), reason="asterisk-core-sounds-en-wav")
@@ -162,7 +162,7 @@ def test_snapshots_wait_for_the_previous_decode() -> None:
 
 
 def test_greeting_transcripts_are_replayed_from_the_cache(tmp_path: Path) -> None:
-    from earpiece.media.amd_words_run import WhisperGreetings
+    from earpiece.cpa.amd_words_run import WhisperGreetings
 
     cache = tmp_path / "words.jsonl"
     cache.write_text('{"key": "a.wav|0|8000|en|base", "text": "Leave a message", '
@@ -177,7 +177,7 @@ def test_greeting_transcripts_are_replayed_from_the_cache(tmp_path: Path) -> Non
 
 @needs_sounds
 def test_real_whisper_hears_a_recorded_greeting_early(tmp_path: Path) -> None:
-    from earpiece.media.amd_words_run import WhisperGreetings
+    from earpiece.cpa.amd_words_run import WhisperGreetings
 
     x = _call(_wav("vm-intro"))  # "Please leave your message after the tone..."
     opts = CpaOptions(human_p=0.12)

@@ -6,8 +6,8 @@ import psycopg
 import pytest
 from test_crm import pg_admin_url  # noqa: F401  (fixture, used by name)
 
+from earpiece.bench.crm import run_bench
 from earpiece.cli import main as cli_main
-from earpiece.crm.bench_crm import run_bench
 
 
 async def test_bench_on_sqlite() -> None:

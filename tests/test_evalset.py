@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earpiece.media import evalset
+from earpiece.cpa import evalset
 from earpiece.media.g711 import decode_ulaw, encode_ulaw
 
 

@@ -642,7 +642,7 @@ async def test_resync_attaches_missing_replaces_vanished_and_removes_leftovers()
 
 
 async def test_adopt_forks_calls_that_were_live_before_the_fork_started() -> None:
-    from earpiece.agi.call import Call, Channel
+    from earpiece.agi.calls.call import Call, Channel
 
     ari = FakeAri(says={"chan-cust": X, "chan-agent": Y, "chan-old-agent": X}, seconds=0.3)
     _, _, fork = make_fork(ari, retry_initial_s=60.0)

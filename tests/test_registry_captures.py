@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from earpiece.agi.ami_message import AmiFramer, AmiMessage
-from earpiece.agi.registry import Registry
+from earpiece.agi.calls.registry import Registry
 from earpiece.bus import EventBus
 from earpiece.events import (
     CallEnded,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earpiece.media.evalset import ulaw_roundtrip
-from earpiece.media.tones import (
+from earpiece.cpa.evalset import ulaw_roundtrip
+from earpiece.cpa.tones import (
     PLANS,
     WINDOW,
     CadenceMatcher,

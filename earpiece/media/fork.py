@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from earpiece.agi.call import Call
+from earpiece.agi.calls.call import Call
 from earpiece.bus import EventBus
 from earpiece.errors import EarpieceError, PbxConnectionError
 from earpiece.events import (

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from earpiece.cpa.profiles import AMD_PROFILES, DEFAULT_PROFILE, AmdProfile
 from earpiece.errors import ConfigError
-from earpiece.media.cpa_profiles import AMD_PROFILES, DEFAULT_PROFILE, AmdProfile
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class CpaSettings:
     tone_plan: str = "us"
     amd_max_s: float = 4.0
     # Operating point of the answering-machine detector: a named profile of
-    # earpiece.media.cpa_profiles.AMD_PROFILES ("fast", "balanced", "accurate"; see
+    # earpiece.cpa.profiles.AMD_PROFILES ("fast", "balanced", "accurate"; see
     # docs/benchmarks/amd.md), each of its three numbers optionally overridden below.
     amd_profile: str = DEFAULT_PROFILE
     machine_p: float | None = None  # "machine" once P(machine) >= this, in (0, 1)
@@ -78,7 +78,7 @@ class CpaSettings:
     # The customer's recognised words (ASR transcripts) count as evidence; false: only
     # machine phrases ("leave a message") still decide, other words are ignored.
     words: bool = True
-    # Greeting snapshots (earpiece.media.cpa_words): while undecided after answer, the greeting
+    # Greeting snapshots (earpiece.cpa.words): while undecided after answer, the greeting
     # is transcribed words_first_s after its first speech, then every words_step_s, at most
     # words_max_snapshots times; 0 snapshots = only the ASR service's own partials count.
     # words_model "auto": tiny.en for an English campaign ([asr] language), else [asr] model;

@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from earpiece.media.asr_model import LoadedModel
-    from earpiece.media.asr_runner import WhisperRunner
-    from earpiece.media.asr_stream import StreamSettings
+    from earpiece.asr.model import LoadedModel
+    from earpiece.asr.runner import WhisperRunner
+    from earpiece.asr.stream import StreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def pipeline_text(runner: WhisperRunner, pcm: npt.NDArray[np.int16],
     """Streaming-pipeline transcript of one clip (offline pace) and the decode seconds."""
     import numpy as np
 
-    from earpiece.media.asr_file import transcribe_party
+    from earpiece.asr.file import transcribe_party
 
     padded = np.concatenate([np.zeros(RATE // 2, np.int16), pcm, np.zeros(RATE, np.int16)])
     r = transcribe_party(padded, RATE, runner, language=language, settings=stream)
@@ -252,7 +252,7 @@ def pipeline_text(runner: WhisperRunner, pcm: npt.NDArray[np.int16],
 
 
 def batch_text(loaded: LoadedModel, pcm: npt.NDArray[np.int16], language: str) -> str:
-    from earpiece.media.asr_runner import to_16k_float
+    from earpiece.asr.runner import to_16k_float
 
     segments, _ = loaded.model.transcribe(to_16k_float(pcm, RATE), language=language,
                                           vad_filter=False)
@@ -265,7 +265,7 @@ def measure_wer(runner: WhisperRunner, loaded: LoadedModel, prompts: list[Prompt
     """WER of the pipeline (and of the batch reference) on ``prompts``; keys ``wer``,
     ``reference_wer``, ``wer_prompts``... or, with ``prefix="short"``, ``short_wer``,
     ``short_reference_wer``, ``short_prompts``..."""
-    from earpiece.media.asr_metrics import ErrorRate, normalize_en
+    from earpiece.asr.metrics import ErrorRate, normalize_en
 
     ours, ref = ErrorRate(), ErrorRate()
     decode_s = audio_s = ref_s = 0.0
@@ -307,7 +307,7 @@ def measure_wer(runner: WhisperRunner, loaded: LoadedModel, prompts: list[Prompt
 
 def measure_zh(runner: WhisperRunner, loaded: LoadedModel, n: int, *,
                reference: bool) -> dict[str, Any]:
-    from earpiece.media.asr_metrics import ErrorRate, is_simplified_chinese, normalize_zh
+    from earpiece.asr.metrics import ErrorRate, is_simplified_chinese, normalize_zh
 
     if shutil.which("espeak-ng") is None:
         return {"zh_cer": None, "zh_note": "espeak-ng not installed"}
@@ -377,10 +377,10 @@ async def stream_tracks(runner: WhisperRunner, tracks: list[_Track], *, workers:
     """Feed every track in real time (20 ms frames) into one AsrService; measure latencies."""
     import numpy as np
 
+    from earpiece.asr.service import AsrService, ServiceSettings
+    from earpiece.asr.stream import StreamSettings
     from earpiece.bus import EventBus
     from earpiece.events import Transcript
-    from earpiece.media.asr_service import AsrService, ServiceSettings
-    from earpiece.media.asr_stream import StreamSettings
 
     bus = EventBus()
     finals: list[tuple[float, str, float, float]] = []  # (wall, call, start_s, end_s)
@@ -489,10 +489,10 @@ def measure_streams(runner: WhisperRunner, prompts: list[Prompt], workers: int,
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import replace
 
-    from earpiece.media.asr_decoder import WhisperDecoder, default_options
-    from earpiece.media.asr_model import load_model
-    from earpiece.media.asr_runner import WhisperRunner
-    from earpiece.media.asr_stream import StreamSettings
+    from earpiece.asr.decoder import WhisperDecoder, default_options
+    from earpiece.asr.model import load_model
+    from earpiece.asr.runner import WhisperRunner
+    from earpiece.asr.stream import StreamSettings
     from earpiece.media.settings import AsrSettings
 
     quick = bool(args.quick)

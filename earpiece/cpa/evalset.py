@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.tones import PLANS, SIT_FIRST, SIT_SECOND, SIT_THIRD, synth_tone
+from earpiece.cpa.tones import PLANS, SIT_FIRST, SIT_SECOND, SIT_THIRD, synth_tone
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Named operating points of the learned answering-machine detector (``[cpa] amd_profile``).
 
-The timing model (:mod:`earpiece.media.amd_model`) gives P(machine) for the greeting heard so
+The timing model (:mod:`earpiece.cpa.amd_model`) gives P(machine) for the greeting heard so
 far; an operating point says how confident it must be before a verdict: "machine" at
 ``p >= machine_p``, "human" at ``p <= human_p`` once ``min_silence_s`` of silence follows the
 greeting. Higher ``machine_p`` / lower ``human_p`` wait for more evidence: more accurate, later.

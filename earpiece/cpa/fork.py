@@ -1,4 +1,4 @@
-"""Runs a :class:`~earpiece.media.cpa.CallProgressDetector` per call on the customer's audio.
+"""Runs a :class:`~earpiece.cpa.detector.CallProgressDetector` per call on the customer's audio.
 
 Entry points:
 
@@ -11,14 +11,14 @@ Entry points:
   :class:`~earpiece.events.CallEnded` flushes it (an undecided answered call still gets a
   verdict) and forgets the call. :class:`~earpiece.events.Transcript` events of the customer
   (the ASR service's partials and finals) hand the recognised words to the call's detector
-  (:meth:`~earpiece.media.cpa.CallProgressDetector.add_transcript`): machine wording decides
+  (:meth:`~earpiece.cpa.detector.CallProgressDetector.add_transcript`): machine wording decides
   "machine" at once, other words shift the timing model's score (see
-  :mod:`earpiece.media.amd_words`); a verdict they complete is published like any other.
+  :mod:`earpiece.cpa.amd_words`); a verdict they complete is published like any other.
 
 Every verdict is published as :class:`~earpiece.events.CpaDecision` and handed to the call
 registry through ``record_audio_verdict(call_id, label, source)``, which keeps it beside the
-signalling outcome (see :mod:`earpiece.agi.outcome`: audio evidence is ranked, disagreements are
-kept with the rule that decided). :meth:`CpaFork.is_human` tells later stages (emotion,
+signalling outcome (see :mod:`earpiece.agi.calls.outcome`: audio evidence is ranked, disagreements
+are kept with the rule that decided). :meth:`CpaFork.is_human` tells later stages (emotion,
 strategy) whether a call was judged answered by a human.
 
 The DSP costs ~0.1 ms per frame; with ``offload=True`` frames are analysed on one worker thread
@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from earpiece.cpa.detector import CallProgressDetector, CpaOptions, CpaResult
+from earpiece.cpa.words import GreetingSnapshots, GreetingWords
 from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision, Transcript
-from earpiece.media.cpa import CallProgressDetector, CpaOptions, CpaResult
-from earpiece.media.cpa_words import GreetingSnapshots, GreetingWords
 
 if TYPE_CHECKING:
     from earpiece.bus import EventBus
@@ -55,7 +55,7 @@ VerdictSink = Callable[[str, str, str], bool]
 def options_from_settings(settings: CpaSettings) -> CpaOptions:
     """CpaOptions for the analysis configured in ``[cpa]``.
 
-    The AMD operating point is the ``amd_profile`` (:data:`~earpiece.media.cpa_profiles.
+    The AMD operating point is the ``amd_profile`` (:data:`~earpiece.cpa.profiles.
     AMD_PROFILES`) with the explicit ``machine_p`` / ``human_p`` / ``min_silence_s`` overrides
     applied; ``words = false`` sets ``words_weight`` 0 (machine phrases still decide).
     """
@@ -71,7 +71,7 @@ def words_from_settings(cpa: CpaSettings, asr: AsrSettings) -> GreetingWords | N
     """Live greeting snapshots as configured (None: off, or speech recognition disabled)."""
     if not (cpa.words and asr.enabled and cpa.words_max_snapshots > 0):
         return None
-    from earpiece.media.cpa_words import GreetingTranscriber, SnapshotOptions, words_model_for
+    from earpiece.cpa.words import GreetingTranscriber, SnapshotOptions, words_model_for
 
     model = words_model_for(cpa.words_model, asr.model, asr.language)
     transcriber = GreetingTranscriber(model, cache_dir=asr.cache_dir, cpu_threads=2,

@@ -1,6 +1,6 @@
 """``earpiece bench amd --labelled DIR``: Earpiece and app_amd on your own labelled recordings.
 
-The generated set (:mod:`earpiece.media.evalset`) is synthetic apart from Asterisk's prompts;
+The generated set (:mod:`earpiece.cpa.evalset`) is synthetic apart from Asterisk's prompts;
 the number that matters for a campaign is the one on its own calls. Put recordings of the far
 end in a directory, labelled one of two ways:
 
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from earpiece.media.cpa import CpaResult
-    from earpiece.media.evalset import Item
+    from earpiece.cpa.detector import CpaResult
+    from earpiece.cpa.evalset import Item
 
 #: Labels a recording may carry (the ``earpiece analyze`` label set, less ``unknown``).
 LABELS = ("human", "machine", "fax", "silence", "ringback", "busy", "congestion", "sit")
@@ -144,11 +144,11 @@ def evaluate_labelled(root: str | Path, *, tone_plan: str = "all",
     default); ``None`` decides from timing alone.
     """
     from earpiece.analyze import load
-    from earpiece.media.amd_baseline import AmdConfig, baseline_result
-    from earpiece.media.amd_words_run import analyze_with_words
-    from earpiece.media.bench_amd import score
-    from earpiece.media.cpa import CpaOptions, analyze_audio
-    from earpiece.media.evalset import Item
+    from earpiece.bench.amd import score
+    from earpiece.cpa.amd_baseline import AmdConfig, baseline_result
+    from earpiece.cpa.amd_words_run import analyze_with_words
+    from earpiece.cpa.detector import CpaOptions, analyze_audio
+    from earpiece.cpa.evalset import Item
 
     base = Path(root)
     files = discover(base)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.asr_decoder import DecodeOutput
+from earpiece.asr.decoder import DecodeOutput
 
 #: Known Whisper hallucinations on silence/noise, normalised (lower case, no punctuation).
 STRONG_HALLUCINATIONS: tuple[str, ...] = (

@@ -25,9 +25,9 @@ ChanSpy Local pair (``OriginateResponse Application: ChanSpy`` comes before ``Ch
 from ever being announced as a call.
 
 Outcome: an answer settles it at once; failures are collected as ranked
-:class:`~earpiece.agi.outcome.Evidence` and settle when the customer channel is gone or the call
-ends (a PJSIP 603 sends ``DialEnd NOANSWER`` *and* cause 21: the cause wins). Every piece of
-evidence is kept with its source; those that disagree with the outcome are listed as such.
+:class:`~earpiece.agi.calls.outcome.Evidence` and settle when the customer channel is gone or
+the call ends (a PJSIP 603 sends ``DialEnd NOANSWER`` *and* cause 21: the cause wins). Every
+piece of evidence is kept with its source; those that disagree with the outcome are listed as such.
 
 Roles: the customer is the originated channel (first dialplan step ``AppDial2``, or the
 Originate's own ``DialBegin`` that has only ``Dest*`` headers) or, inbound, the first channel;
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from earpiece.agi.ami_message import AmiMessage
-from earpiece.agi.call import (
+from earpiece.agi.calls.call import (
     HELPER_TECHS,
     AudioVerdict,
     Call,
@@ -63,7 +63,7 @@ from earpiece.agi.call import (
     local_base,
     snoop_target,
 )
-from earpiece.agi.outcome import (
+from earpiece.agi.calls.outcome import (
     AUDIO_ANSWER_LABELS,
     DIAL_PROGRESS,
     RANK_ANSWER,

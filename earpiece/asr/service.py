@@ -44,17 +44,17 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.bus import EventBus
-from earpiece.events import Party, SpeechSegment, Transcript
-from earpiece.media.asr_filter import Verdict
-from earpiece.media.asr_runner import Runner
-from earpiece.media.asr_stream import (
+from earpiece.asr.filters import Verdict
+from earpiece.asr.runner import Runner
+from earpiece.asr.stream import (
     AsrStream,
     DecodeRequest,
     DecodeResult,
     Hypothesis,
     StreamSettings,
 )
+from earpiece.bus import EventBus
+from earpiece.events import Party, SpeechSegment, Transcript
 
 if TYPE_CHECKING:
     from earpiece.media.frames import AudioFrame, FrameHub
@@ -509,9 +509,9 @@ def build_service(settings: Any = None, *, bus: EventBus | None = None,
                   on_hypothesis: Callable[[Hypothesis], None] | None = None) -> AsrService:
     """Load the configured Whisper model and return a service on it (blocking: call before
     the event loop is busy, or in an executor)."""
-    from earpiece.media.asr_decoder import WhisperDecoder
-    from earpiece.media.asr_model import load_model
-    from earpiece.media.asr_runner import WhisperRunner
+    from earpiece.asr.decoder import WhisperDecoder
+    from earpiece.asr.model import load_model
+    from earpiece.asr.runner import WhisperRunner
     from earpiece.media.settings import AsrSettings
 
     asr: AsrSettings = settings if settings is not None else AsrSettings()

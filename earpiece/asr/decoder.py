@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.asr_model import LoadedModel
+from earpiece.asr.model import LoadedModel
 
 SAMPLE_RATE = 16_000
 HOP = 160  # samples per mel frame

@@ -14,10 +14,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.asr_decoder import SAMPLE_RATE, DecodeOutput, WhisperDecoder
-from earpiece.media.asr_filter import FilterSettings, Verdict, is_noise, is_tonal, judge
-from earpiece.media.asr_stream import DecodeRequest, DecodeResult
-from earpiece.media.asr_zh import to_simplified
+from earpiece.asr.decoder import SAMPLE_RATE, DecodeOutput, WhisperDecoder
+from earpiece.asr.filters import FilterSettings, Verdict, is_noise, is_tonal, judge
+from earpiece.asr.stream import DecodeRequest, DecodeResult
+from earpiece.asr.zh import to_simplified
 
 
 class Runner(Protocol):
@@ -73,7 +73,7 @@ class WhisperRunner:
 def _simplified_words(out: DecodeOutput) -> DecodeOutput:
     from dataclasses import replace
 
-    from earpiece.media.asr_decoder import DecodedWord
+    from earpiece.asr.decoder import DecodedWord
 
     words = tuple(DecodedWord(word=to_simplified(w.word), start_s=w.start_s, end_s=w.end_s,
                               probability=w.probability) for w in out.words)

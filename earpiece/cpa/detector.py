@@ -9,8 +9,8 @@ also decides human / machine / fax / silence as early as the evidence allows:
 * a beep (a steady pure tone that is not a known call-progress tone) after a greeting ->
   machine, ``beep_min_s`` into the beep; while one is sounding no "human" verdict is given;
 * ``amd="model"`` (default): the greeting (speech bursts joined across short pauses) is
-  described by timing features (:data:`earpiece.media.amd_model.FEATURES`) every frame and a
-  small logistic model (:mod:`earpiece.media.amd_model`, trained on the evaluation set's
+  described by timing features (:data:`earpiece.cpa.amd_model.FEATURES`) every frame and a
+  small logistic model (:mod:`earpiece.cpa.amd_model`, trained on the evaluation set's
   ``tune`` split) gives P(machine); a confident score decides (machine at ``>= machine_p``,
   human at ``<= human_p`` once ``min_silence_s`` of silence follows the greeting); a greeting
   still running at ``hard_long_greeting_s`` is a machine whatever the score;
@@ -36,9 +36,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.amd_model import AmdModel, load_default
-from earpiece.media.amd_words import word_evidence
-from earpiece.media.tones import (
+from earpiece.cpa.amd_model import AmdModel, load_default
+from earpiece.cpa.amd_words import word_evidence
+from earpiece.cpa.tones import (
     FRAME,
     FRAME_S,
     RATE,
@@ -110,7 +110,7 @@ class CpaOptions:
     # no "machine" from the model on less greeting than this: at a greeting's onset the
     # linear model extrapolates (it saw too few frames there to be trusted)
     min_machine_span_s: float = 0.6
-    # recognised words (add_transcript): their log-odds (earpiece.media.amd_words) times this
+    # recognised words (add_transcript): their log-odds (earpiece.cpa.amd_words) times this
     # weight are added to the timing model's logit; 0 ignores them (beyond machine phrases)
     words_weight: float = 1.0
     # > 0: words are expected (ASR runs beside the detector): the timing model's "machine" is
@@ -270,7 +270,7 @@ class CallProgressDetector:
         return bool(self._words)
 
     def greeting_features(self) -> npt.NDArray[np.float64] | None:
-        """The current greeting in :data:`~earpiece.media.amd_model.FEATURES` order.
+        """The current greeting in :data:`~earpiece.cpa.amd_model.FEATURES` order.
 
         None before answer, before the first speech, and between a click and real speech.
         """

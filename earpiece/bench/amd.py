@@ -1,6 +1,6 @@
 """``earpiece bench amd``: Earpiece's call-progress detector against an app_amd baseline.
 
-Both run on the same generated audio (:mod:`earpiece.media.evalset`): items of group ``amd``
+Both run on the same generated audio (:mod:`earpiece.cpa.evalset`): items of group ``amd``
 are analysed as the far end after answer, items of group ``tone`` as early media before
 answer. "Not sure" (unknown) counts as wrong. The baseline follows app_amd's timing-only
 algorithm with the default amd.conf, so it cannot name tones: its tone accuracy is what
@@ -8,9 +8,9 @@ timing alone gets (zero).
 
 ``--sweep`` measures Earpiece's accuracy/latency trade-off instead of one operating point: the
 human/machine items run at a grid of ``(machine_p, human_p)`` points
-(:func:`earpiece.media.bench_amd_sweep.sweep`), beside app_amd on the same items.
+(:func:`earpiece.bench.amd_sweep.sweep`), beside app_amd on the same items.
 ``--words-oracle`` feeds the detector a perfect recogniser's words
-(:class:`~earpiece.media.amd_words_run.OracleGreetings`): the bound on what words can buy.
+(:class:`~earpiece.cpa.amd_words_run.OracleGreetings`): the bound on what words can buy.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from earpiece.media.settings import CpaSettings
 
 if TYPE_CHECKING:
-    from earpiece.media.cpa import CpaResult
-    from earpiece.media.evalset import Item
+    from earpiece.cpa.detector import CpaResult
+    from earpiece.cpa.evalset import Item
 
 #: The live greeting-words schedule (``[cpa] words_*`` defaults): what ``--words`` measures.
 LIVE = CpaSettings()
@@ -183,9 +183,9 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
              words_step_s: float = LIVE.words_step_s,
              words_oracle: bool = False, oracle_delay_s: float = ORACLE_DELAY_S,
              ) -> tuple[dict[str, Any], list[tuple[Item, CpaResult]]]:
-    from earpiece.media.amd_baseline import AmdConfig, baseline_result
-    from earpiece.media.cpa import CpaOptions, analyze_audio
-    from earpiece.media.evalset import load_manifest, read_wav
+    from earpiece.cpa.amd_baseline import AmdConfig, baseline_result
+    from earpiece.cpa.detector import CpaOptions, analyze_audio
+    from earpiece.cpa.evalset import load_manifest, read_wav
 
     items = [it for it in load_manifest(root) if split == "all" or it.split == split]
     cfg = AmdConfig.from_file(amd_conf) if amd_conf else AmdConfig()
@@ -199,7 +199,7 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
                       human_p=human_p, words_wait_s=(words_wait_s or 0.0) if words else 0.0,
                       words_weight=1.0 if words else 0.0)
     pre = CpaOptions(tone_plan=tone_plan, phase="pre_answer", amd=mode)
-    from earpiece.media.amd_words_run import (
+    from earpiece.cpa.amd_words_run import (
         OracleGreetings,
         WhisperGreetings,
         WordsOptions,
@@ -254,7 +254,7 @@ def _set_info(root: Path, split: str, items: int) -> dict[str, Any]:
 
 
 def _words_summary(snapshots: Sequence[dict[str, Any]], greetings: Any) -> dict[str, Any]:
-    from earpiece.media.amd_words_run import OracleGreetings
+    from earpiece.cpa.amd_words_run import OracleGreetings
 
     times = [float(s["decode_s"]) for s in snapshots]
     out = {"asr_model": greetings.model if greetings is not None else None,
@@ -324,7 +324,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from earpiece.media.evalset import SEED, VERSION, default_dir, generate
+    from earpiece.cpa.evalset import SEED, VERSION, default_dir, generate
 
     problem = _check_args(args)
     if problem:
@@ -339,7 +339,7 @@ def main(args: argparse.Namespace) -> int:
         where = default_dir().with_name(f"{VERSION}-seed{seed}")
     root = generate(where, seed=seed, force=args.regenerate)
     if args.sweep:
-        from earpiece.media.bench_amd_sweep import _sweep_table, sweep
+        from earpiece.bench.amd_sweep import _sweep_table, sweep
 
         curve = sweep(root, args.split, tone_plan=args.tone_plan, amd_conf=args.amd_conf,
                       words_oracle=args.words_oracle, oracle_delay_s=oracle_delay,
@@ -369,13 +369,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main_labelled(args: argparse.Namespace) -> int:
+    from earpiece.bench.amd_labelled import LabelledSetError, evaluate_labelled
     from earpiece.errors import ModelError
-    from earpiece.media.bench_amd_labelled import LabelledSetError, evaluate_labelled
 
     transcribe = model = None
     if args.words:
         from earpiece.analyze import whisper_transcribe
-        from earpiece.media.cpa_words import words_model_for
+        from earpiece.cpa.words import words_model_for
 
         model = words_model_for(args.asr_model, "base", args.language)
         transcribe = whisper_transcribe(model, args.language)

@@ -3,7 +3,7 @@
 Earpiece's human/machine items run at a grid of ``(machine_p, human_p)`` operating points
 (:func:`sweep`), beside app_amd on the same items; :func:`summarise_sweep` picks the two points
 that compare with the baseline. The CLI and the single-point evaluation live in
-:mod:`earpiece.media.bench_amd`.
+:mod:`earpiece.bench.amd`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from earpiece.media.bench_amd import (
+from earpiece.bench.amd import (
     HUMAN_MACHINE,
     LIVE,
     ORACLE_DELAY_S,
@@ -23,7 +23,7 @@ from earpiece.media.bench_amd import (
 )
 
 if TYPE_CHECKING:
-    from earpiece.media.cpa import CpaResult
+    from earpiece.cpa.detector import CpaResult
 
 #: ``--sweep`` grid: machine_p at the model's own human_p, and human_p at SWEEP_HUMAN_AT.
 SWEEP_MACHINE_P = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
@@ -106,12 +106,12 @@ def sweep(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | Non
     every point (with the perfect recogniser's words when ``words_oracle``). The other items of
     the split (tones, fax, silence) run once at the model's own point and are reported apart.
     """
-    from earpiece.media.amd_baseline import AmdConfig, baseline_result
-    from earpiece.media.amd_model import load_default
-    from earpiece.media.amd_words_run import OracleGreetings, WordsOptions, analyze_with_words
-    from earpiece.media.cpa import CpaOptions, analyze_audio, resample_to_8k
-    from earpiece.media.evalset import load_manifest, read_wav
-    from earpiece.media.tones import RATE
+    from earpiece.cpa.amd_baseline import AmdConfig, baseline_result
+    from earpiece.cpa.amd_model import load_default
+    from earpiece.cpa.amd_words_run import OracleGreetings, WordsOptions, analyze_with_words
+    from earpiece.cpa.detector import CpaOptions, analyze_audio, resample_to_8k
+    from earpiece.cpa.evalset import load_manifest, read_wav
+    from earpiece.cpa.tones import RATE
 
     t_start = time.perf_counter()
     items = [it for it in load_manifest(root) if split == "all" or it.split == split]

@@ -1,7 +1,7 @@
 """Answering-machine detection with the first recognised words, as it would run in real time.
 
 :func:`analyze_with_words` streams a post-answer recording through
-:class:`~earpiece.media.cpa.CallProgressDetector` and, like the live path (ASR beside the
+:class:`~earpiece.cpa.detector.CallProgressDetector` and, like the live path (ASR beside the
 detector), asks for a transcript of the greeting ``first_s`` seconds after its first speech and
 again every ``step_s`` while no verdict exists. Each transcript reaches the detector only when
 its decode would have finished: at the snapshot time plus the decode's measured wall time (one
@@ -9,7 +9,7 @@ decoder, so a snapshot waits for the previous decode). The verdict's ``decision_
 includes the ASR latency.
 
 :class:`WhisperGreetings` decodes such snapshots with the project's Whisper
-(:mod:`earpiece.media.asr_decoder`, 10 s windows: shorter windows garble one-word greetings)
+(:mod:`earpiece.asr.decoder`, 10 s windows: shorter windows garble one-word greetings)
 and caches text and decode time per (file, span, language) in a JSON-lines file, so a benchmark
 re-run costs no decoding and reproduces the same timeline.
 
@@ -33,17 +33,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.cpa import CallProgressDetector, CpaOptions, CpaResult, resample_to_8k
-from earpiece.media.cpa_words import (
+from earpiece.cpa.detector import CallProgressDetector, CpaOptions, CpaResult, resample_to_8k
+from earpiece.cpa.tones import FRAME, RATE
+from earpiece.cpa.words import (
     GreetingSnapshots,
     GreetingTranscriber,
     SnapshotOptions,
     words_model_for,
 )
-from earpiece.media.tones import FRAME, RATE
 
 if TYPE_CHECKING:
-    from earpiece.media.evalset import Item
+    from earpiece.cpa.evalset import Item
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def analyze_with_words(samples: npt.NDArray[np.int16], rate: int, transcribe: Tr
                                                                                         | str]]]:
     """Post-answer verdict of ``samples`` with timed transcripts; (result, transcript log).
 
-    The snapshots follow :class:`~earpiece.media.cpa_words.GreetingSnapshots`, the schedule the
+    The snapshots follow :class:`~earpiece.cpa.words.GreetingSnapshots`, the schedule the
     live path runs; ``transcribe`` gets the whole recording and the snapshot's sample span.
     """
     x = resample_to_8k(np.asarray(samples, dtype=np.int16).ravel(), rate)
@@ -105,7 +105,7 @@ class WhisperGreetings:
     """Transcriber backed by Whisper with an on-disk cache (see module docstring).
 
     ``model="auto"`` picks per language as the live path does
-    (:func:`~earpiece.media.cpa_words.words_model_for`: tiny.en for English, ``base`` else).
+    (:func:`~earpiece.cpa.words.words_model_for`: tiny.en for English, ``base`` else).
     """
 
     def __init__(self, cache_file: Path, *, model: str = "auto", cpu_threads: int = 2,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.cpa import CpaResult, resample_to_8k
+from earpiece.cpa.detector import CpaResult, resample_to_8k
 
 FRAME = 160
 FRAME_MS = 20

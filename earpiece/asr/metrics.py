@@ -137,7 +137,7 @@ class ErrorRate:
 
 def is_simplified_chinese(text: str) -> bool:
     """True when ``text`` has CJK ideographs and none of a list of common traditional forms."""
-    from earpiece.media.asr_zh import TRADITIONAL_TO_SIMPLIFIED
+    from earpiece.asr.zh import TRADITIONAL_TO_SIMPLIFIED
 
     han = [c for c in text if "\u4e00" <= c <= "\u9fff"]
     return bool(han) and not any(c in TRADITIONAL_TO_SIMPLIFIED for c in han)

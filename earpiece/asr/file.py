@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.asr_runner import Runner, WhisperRunner
-from earpiece.media.asr_stream import AsrStream, Hypothesis, StreamSettings
+from earpiece.asr.runner import Runner, WhisperRunner
+from earpiece.asr.stream import AsrStream, Hypothesis, StreamSettings
 from earpiece.media.settings import AsrSettings
 
 if TYPE_CHECKING:
@@ -37,8 +37,8 @@ _lock = threading.Lock()
 
 def shared_runner(settings: AsrSettings) -> WhisperRunner:
     """A runner on the configured model, loaded once per process and reused."""
-    from earpiece.media.asr_decoder import WhisperDecoder
-    from earpiece.media.asr_model import load_model
+    from earpiece.asr.decoder import WhisperDecoder
+    from earpiece.asr.model import load_model
 
     key = (settings.model, settings.device, settings.compute_type, str(settings.cache_dir))
     with _lock:

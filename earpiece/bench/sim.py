@@ -121,6 +121,6 @@ async def run_bench(streams: int, seconds: float, fmt: str) -> RtpBenchResult:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m earpiece.sim.bench_rtp")
+    _parser = argparse.ArgumentParser(prog="python -m earpiece.bench.sim")
     configure(_parser)
     sys.exit(main(_parser.parse_args()))

@@ -9,7 +9,7 @@ silence -> human), so the clear cases stay fast and the rest wait for more audio
 
 The weights ship as ``earpiece/data/amd_model.json``; :func:`fit` (deterministic Newton
 iterations with an L2 penalty) rebuilds them from the ``tune`` split of the evaluation set
-(``python -m earpiece.media.amd_train``). No I/O at import; :func:`load_default` reads the
+(``python -m earpiece.cpa.amd_train``). No I/O at import; :func:`load_default` reads the
 packaged file once.
 """
 

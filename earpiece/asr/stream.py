@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from earpiece.asr.decoder import DecodeOutput
+from earpiece.asr.filters import Verdict, normalize_phrase
 from earpiece.events import Word
-from earpiece.media.asr_decoder import DecodeOutput
-from earpiece.media.asr_filter import Verdict, normalize_phrase
 from earpiece.media.settings import VadSettings
 
 log = logging.getLogger(__name__)

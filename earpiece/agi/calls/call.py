@@ -1,9 +1,9 @@
 """One call as the registry sees it: its channels, its state machine and the evidence behind it.
 
-A :class:`Call` is plain state; :class:`earpiece.agi.registry.Registry` feeds it and publishes
+A :class:`Call` is plain state; :class:`earpiece.agi.calls.registry.Registry` feeds it and publishes
 what changes. The state machine only moves forward (``dialing -> ringing -> <outcome> -> ended``,
-see :data:`earpiece.agi.outcome.STATE_ORDER`), so duplicated, replayed or doubly delivered (AMI
-and ARI) events are no-ops.
+see :data:`earpiece.agi.calls.outcome.STATE_ORDER`), so duplicated, replayed or doubly
+delivered (AMI and ARI) events are no-ops.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from earpiece.agi.outcome import STATE_ORDER, Evidence
+from earpiece.agi.calls.outcome import STATE_ORDER, Evidence
 from earpiece.events import OUTCOME_STATES, CallState, ChannelRole, Direction
 
 #: Channel technologies that serve a call rather than being a party of it.

@@ -1,12 +1,12 @@
 """Train the packaged AMD model on the evaluation set's ``tune`` split (deterministic).
 
-``python -m earpiece.media.amd_train [--dir DIR] [--out earpiece/data/amd_model.json]``
+``python -m earpiece.cpa.amd_train [--dir DIR] [--out earpiece/data/amd_model.json]``
 
 1. Every human / machine item of the ``tune`` split runs through
-   :class:`~earpiece.media.cpa.CallProgressDetector` with ``amd="off"`` (no verdicts), and the
+   :class:`~earpiece.cpa.detector.CallProgressDetector` with ``amd="off"`` (no verdicts), and the
    greeting features are taken every 20 ms frame from the first speech to ``max_s`` (+ the
    human silence allowance), with the frames where a beep is sounding.
-2. :func:`earpiece.media.amd_model.fit` fits the logistic model on those frames, each item
+2. :func:`earpiece.cpa.amd_model.fit` fits the logistic model on those frames, each item
    weighing the same (1 = machine).
 3. The operating point (``machine_p``, ``human_p``, ``min_silence_s``) is the grid point with the
    lowest median decision time among those whose simulated tune accuracy is at least
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.amd_model import FEATURES, AmdModel, fit
-from earpiece.media.cpa import CallProgressDetector, CpaOptions, resample_to_8k
-from earpiece.media.tones import FRAME
+from earpiece.cpa.amd_model import FEATURES, AmdModel, fit
+from earpiece.cpa.detector import CallProgressDetector, CpaOptions, resample_to_8k
+from earpiece.cpa.tones import FRAME
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def choose_operating_point(traces: Sequence[Trace], model: AmdModel, options: Cp
 
 def train(root: Path, *, target: float = 0.97, options: CpaOptions | None = None,
           horizon_s: float = 2.5) -> tuple[AmdModel, list[dict[str, float]]]:
-    from earpiece.media.evalset import load_manifest, read_wav
+    from earpiece.cpa.evalset import load_manifest, read_wav
 
     o = options or CpaOptions()
     traces: list[Trace] = []
@@ -167,9 +167,9 @@ def train(root: Path, *, target: float = 0.97, options: CpaOptions | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from earpiece.media.evalset import generate
+    from earpiece.cpa.evalset import generate
 
-    ap = argparse.ArgumentParser(prog="python -m earpiece.media.amd_train")
+    ap = argparse.ArgumentParser(prog="python -m earpiece.cpa.amd_train")
     ap.add_argument("--dir", default=None, help="evaluation-set directory (generated if missing)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "data" /
                                          "amd_model.json"))

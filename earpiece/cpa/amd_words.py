@@ -11,7 +11,7 @@ a log-odds shift towards "machine" (positive) or "human" (negative), from weight
   "this is she", "哪位", "请讲", or a bare "hello?"/"yes?"/"喂" (one or two words, nothing
   else: what a person says before waiting).
 
-The result is added to the timing model's logit by :class:`~earpiece.media.cpa.
+The result is added to the timing model's logit by :class:`~earpiece.cpa.detector.
 CallProgressDetector` (``CpaOptions.words_weight``). Pure computation, no I/O; the phrase
 weights are fixed by hand from the wording above (not fitted to any evaluation split).
 """

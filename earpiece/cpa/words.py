@@ -1,19 +1,19 @@
 """The greeting's first recognised words for answering-machine detection, live and in benchmarks.
 
-After answer, while the call-progress detector (:class:`~earpiece.media.cpa.
+After answer, while the call-progress detector (:class:`~earpiece.cpa.detector.
 CallProgressDetector`) has no verdict yet, the greeting is transcribed ``first_s`` seconds
 after its first speech and again every ``step_s`` (at most ``max_snapshots`` times, one decode
 at a time), always from ``lead_s`` before the first speech up to now. The text goes to
-:meth:`~earpiece.media.cpa.CallProgressDetector.add_transcript`: machine wording decides
-"machine" at once, other words shift the timing model's score (:mod:`earpiece.media.amd_words`).
+:meth:`~earpiece.cpa.detector.CallProgressDetector.add_transcript`: machine wording decides
+"machine" at once, other words shift the timing model's score (:mod:`earpiece.cpa.amd_words`).
 
 * :class:`GreetingSnapshots` is the per-call schedule: a synchronous state machine with no I/O,
   fed the same frames as the detector; it returns the audio to transcribe when a snapshot is
-  due. The live path (:class:`~earpiece.media.cpa_fork.CpaFork`) and the benchmark
-  (:mod:`earpiece.media.amd_words_run`) both use it, so the benchmark measures the schedule
+  due. The live path (:class:`~earpiece.cpa.fork.CpaFork`) and the benchmark
+  (:mod:`earpiece.cpa.amd_words_run`) both use it, so the benchmark measures the schedule
   that runs in production.
 * :class:`GreetingTranscriber` decodes a snapshot with the project's Whisper
-  (:mod:`earpiece.media.asr_decoder`, 10 s encoder windows: shorter ones garble one-word
+  (:mod:`earpiece.asr.decoder`, 10 s encoder windows: shorter ones garble one-word
   greetings). The model is loaded on first use, on the calling (worker) thread.
 * :func:`words_model_for` picks the model: ``"auto"`` takes English-only ``tiny.en`` for an
   English campaign (measured on the tune split: decode median 0.10 s against 0.24 s for
@@ -34,8 +34,8 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from earpiece.media.asr_decoder import WhisperDecoder
-    from earpiece.media.cpa import CallProgressDetector
+    from earpiece.asr.decoder import WhisperDecoder
+    from earpiece.cpa.detector import CallProgressDetector
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ class GreetingTranscriber:
         """Load the model now (idempotent; call it from a worker thread, it takes seconds)."""
         with self._lock:
             if self._decoder is None:
-                from earpiece.media.asr_decoder import DecodeOptions, WhisperDecoder
-                from earpiece.media.asr_model import load_model
+                from earpiece.asr.decoder import DecodeOptions, WhisperDecoder
+                from earpiece.asr.model import load_model
                 from earpiece.media.settings import AsrSettings
 
                 settings = AsrSettings(model=self.model, device=self.device,
@@ -184,7 +184,7 @@ class SnapshotTranscriber(Protocol):
 
 @dataclass(frozen=True)
 class GreetingWords:
-    """Live greeting words for :class:`~earpiece.media.cpa_fork.CpaFork`: who transcribes, in
+    """Live greeting words for :class:`~earpiece.cpa.fork.CpaFork`: who transcribes, in
     which language (None: detected per snapshot), on which schedule."""
 
     transcriber: SnapshotTranscriber
