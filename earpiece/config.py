@@ -1,7 +1,7 @@
 """Typed settings loaded from one TOML file.
 
 Each section is a dataclass owned by the module that uses it (``earpiece.agi.settings``,
-``earpiece.media.settings``...); this module only validates a TOML table against those
+``earpiece.media.settings``, ``earpiece.cpa.settings``...); this module only validates a TOML table against those
 dataclasses. Errors name the file and the dotted key (a section's ``__post_init__`` may raise
 ``ConfigError(message, key=field)`` for one of its fields; the loader adds the section and the
 file; a plain ``ValueError`` there is reported against the whole section). Secrets
@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from earpiece.agi.settings import AgiSettings, AmiSettings, AriSettings
+from earpiece.asr.settings import AsrSettings
+from earpiece.cpa.settings import CpaSettings
 from earpiece.errors import ConfigError
-from earpiece.media.settings import AsrSettings, CpaSettings, MediaSettings, RecordingSettings
+from earpiece.media.settings import MediaSettings, RecordingSettings
 from earpiece.secret import Secret
 
 T = TypeVar("T")

@@ -22,10 +22,10 @@ from earpiece.asr.metrics import is_simplified_chinese, normalize_en
 from earpiece.asr.model import load_model
 from earpiece.asr.runner import WhisperRunner
 from earpiece.asr.service import AsrService, ServiceSettings
+from earpiece.asr.settings import AsrSettings
 from earpiece.asr.stream import DecodeRequest
 from earpiece.bus import EventBus
 from earpiece.events import Transcript
-from earpiece.media.settings import AsrSettings
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 RATE = 8000

@@ -20,8 +20,8 @@ from earpiece.asr.model import (
     resolve_model,
     worker_count,
 )
+from earpiece.asr.settings import AsrSettings
 from earpiece.errors import ModelError
-from earpiece.media.settings import AsrSettings
 
 
 def _parts(tmp: Path) -> tuple[list[Path], list[Path], str]:

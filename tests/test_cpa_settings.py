@@ -16,8 +16,8 @@ from earpiece.cpa.detector import CallProgressDetector, CpaOptions, CpaResult
 from earpiece.cpa.evalset import bandpass, ulaw_roundtrip
 from earpiece.cpa.fork import options_from_settings
 from earpiece.cpa.profiles import AMD_PROFILES, AmdProfile
+from earpiece.cpa.settings import MIN_AMD_MAX_S, CpaSettings
 from earpiece.errors import ConfigError
-from earpiece.media.settings import MIN_AMD_MAX_S, CpaSettings
 
 
 def options_of(tmp_path: Path, cpa_table: str) -> CpaOptions:

@@ -11,9 +11,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from earpiece.asr.settings import AsrSettings
 from earpiece.bus import EventBus
 from earpiece.cpa.detector import CallProgressDetector, CpaOptions
 from earpiece.cpa.fork import CpaFork, words_from_settings
+from earpiece.cpa.settings import CpaSettings
 from earpiece.cpa.words import (
     GreetingSnapshots,
     GreetingTranscriber,
@@ -22,7 +24,6 @@ from earpiece.cpa.words import (
     words_model_for,
 )
 from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision, Transcript
-from earpiece.media.settings import AsrSettings, CpaSettings
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 needs_sounds = pytest.mark.skipif(not SOUNDS.exists(), reason="asterisk-core-sounds-en-wav")

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from earpiece.app import Service
+from earpiece.asr.settings import AsrSettings
 from earpiece.demo import demo_settings
 from earpiece.events import CallEnded, CallOutcome, CpaDecision
 from earpiece.media.frames import AudioFrame
-from earpiece.media.settings import AsrSettings
 from earpiece.media.xcorr import best_match, read_wav_int16
 from earpiece.sim.scenario import Scenario
 from earpiece.sim.simulator import Simulator

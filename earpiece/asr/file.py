@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from earpiece.asr.runner import Runner, WhisperRunner
+from earpiece.asr.settings import AsrSettings
 from earpiece.asr.stream import AsrStream, Hypothesis, StreamSettings
-from earpiece.media.settings import AsrSettings
 
 if TYPE_CHECKING:
     from earpiece.analyze import AudioInput

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from earpiece.asr.settings import AsrSettings
 from earpiece.errors import ModelError
-from earpiece.media.settings import AsrSettings
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

@@ -512,7 +512,7 @@ def build_service(settings: Any = None, *, bus: EventBus | None = None,
     from earpiece.asr.decoder import WhisperDecoder
     from earpiece.asr.model import load_model
     from earpiece.asr.runner import WhisperRunner
-    from earpiece.media.settings import AsrSettings
+    from earpiece.asr.settings import AsrSettings
 
     asr: AsrSettings = settings if settings is not None else AsrSettings()
     loaded = load_model(asr)

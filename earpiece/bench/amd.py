@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from earpiece.media.settings import CpaSettings
+from earpiece.cpa.settings import CpaSettings
 
 if TYPE_CHECKING:
     from earpiece.cpa.detector import CpaResult

@@ -492,8 +492,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from earpiece.asr.decoder import WhisperDecoder, default_options
     from earpiece.asr.model import load_model
     from earpiece.asr.runner import WhisperRunner
+    from earpiece.asr.settings import AsrSettings
     from earpiece.asr.stream import StreamSettings
-    from earpiece.media.settings import AsrSettings
 
     quick = bool(args.quick)
     n_prompts = args.prompts or (20 if quick else 120)

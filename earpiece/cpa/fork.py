@@ -43,9 +43,10 @@ from earpiece.cpa.words import GreetingSnapshots, GreetingWords
 from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision, Transcript
 
 if TYPE_CHECKING:
+    from earpiece.asr.settings import AsrSettings
     from earpiece.bus import EventBus
+    from earpiece.cpa.settings import CpaSettings
     from earpiece.media.frames import AudioFrame
-    from earpiece.media.settings import AsrSettings, CpaSettings
 
 log = logging.getLogger(__name__)
 

@@ -150,7 +150,7 @@ class GreetingTranscriber:
             if self._decoder is None:
                 from earpiece.asr.decoder import DecodeOptions, WhisperDecoder
                 from earpiece.asr.model import load_model
-                from earpiece.media.settings import AsrSettings
+                from earpiece.asr.settings import AsrSettings
 
                 settings = AsrSettings(model=self.model, device=self.device,
                                        compute_type=self.compute_type, workers=1)
