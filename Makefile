@@ -32,6 +32,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check earpiece tests
 	$(BIN)/mypy --strict earpiece
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layout.py
 
 check: lint test
 
