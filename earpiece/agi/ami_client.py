@@ -41,20 +41,25 @@ Every other event, including ``OriginateResponse`` (it carries the Originate's A
 the Originate's own response), goes to ``on_event``. To correlate an OriginateResponse, pass your
 own ``action_id`` to :meth:`AmiClient.originate` and register it before the call: in principle
 the event can race the ``Originate successfully queued`` response.
+
+The convenience actions (:meth:`AmiClient.originate`, :meth:`AmiClient.hangup`...) and the errors
+:class:`AmiActionError` / :class:`AmiTimeoutError` are in :mod:`earpiece.agi.ami_actions`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from earpiece.agi.ami_actions import AmiActionError as AmiActionError
+from earpiece.agi.ami_actions import AmiActions
+from earpiece.agi.ami_actions import AmiTimeoutError as AmiTimeoutError
 from earpiece.agi.ami_message import AmiBanner, AmiMessage
 from earpiece.agi.ami_protocol import AmiStreamProtocol
 from earpiece.agi.settings import AmiSettings
@@ -65,20 +70,6 @@ logger = logging.getLogger(__name__)
 ERROR_RESPONSES = frozenset({"error", "failure", "fail"})
 REDACTED_HEADERS = frozenset({"secret", "key"})
 LOGOFF_TIMEOUT_S = 1.0
-
-
-class AmiActionError(PbxError):
-    """Asterisk answered an action with ``Response: Error``; ``message`` is its ``Message``."""
-
-    def __init__(self, action: str, response: AmiMessage, detail: str | None = None) -> None:
-        self.action = action
-        self.response = response
-        self.message = response.get("Message") or ""
-        super().__init__(f"AMI {action} failed: {detail or self.message or '(no Message)'}")
-
-
-class AmiTimeoutError(PbxError):
-    """No (complete) answer to an action within its timeout."""
 
 
 @dataclass
@@ -179,7 +170,7 @@ class _Session:
             self.protocol.abort()
 
 
-class AmiClient:
+class AmiClient(AmiActions):
     """A logged-in AMI connection that stays up: reconnects with backoff until :meth:`close`.
 
     ``on_event`` is called synchronously, in stream order, for every event (it must not block);
@@ -549,117 +540,3 @@ class AmiClient:
         session = self._live_session()
         timeout = self.settings.action_timeout_s if timeout_s is None else timeout_s
         return await self._request(session, self._with_id(message), timeout, is_list=True)
-
-    # --- convenience actions -------------------------------------------------------------
-    async def originate(
-        self,
-        channel: str,
-        *,
-        context: str | None = None,
-        exten: str | None = None,
-        priority: int | str | None = None,
-        application: str | None = None,
-        data: str | None = None,
-        caller_id: str | None = None,
-        timeout_ms: int | None = None,
-        variables: Mapping[str, str] | None = None,
-        action_id: str | None = None,
-    ) -> str:
-        """Queue an async Originate; return its ActionID.
-
-        Either ``exten`` (with ``context``; ``priority`` defaults to 1) or ``application``
-        (with optional ``data``). The outcome arrives later on ``on_event`` as an
-        ``OriginateResponse`` event carrying the returned ActionID.
-        """
-        if (exten is None) == (application is None):
-            raise ValueError("originate needs exactly one of exten= or application=")
-        if application is not None and (context is not None or priority is not None):
-            raise ValueError("originate: context=/priority= go with exten=, not application=")
-        if exten is not None and data is not None:
-            raise ValueError("originate: data= goes with application=, not exten=")
-        aid = action_id if action_id is not None else self.next_action_id()
-        headers: list[tuple[str, str]] = [
-            ("Action", "Originate"),
-            ("ActionID", aid),
-            ("Channel", channel),
-        ]
-        if exten is not None:
-            if context is not None:
-                headers.append(("Context", context))
-            headers.append(("Exten", exten))
-            headers.append(("Priority", str(1 if priority is None else priority)))
-        else:
-            assert application is not None
-            headers.append(("Application", application))
-            if data is not None:
-                headers.append(("Data", data))
-        if caller_id is not None:
-            headers.append(("CallerID", caller_id))
-        if timeout_ms is not None:
-            headers.append(("Timeout", str(int(timeout_ms))))
-        for name, value in (variables or {}).items():
-            headers.append(("Variable", f"{name}={value}"))
-        headers.append(("Async", "true"))
-        await self.send_action(AmiMessage(tuple(headers)))
-        return aid
-
-    async def hangup(self, channel: str, cause: int | None = None) -> None:
-        """Hang up a channel (``Cause`` is a Q.850 cause code, e.g. 16)."""
-        fields = {"Channel": channel}
-        if cause is not None:
-            fields["Cause"] = str(int(cause))
-        await self.send_action(AmiMessage.action("Hangup", self.next_action_id(), **fields))
-
-    async def core_show_channels(self) -> list[AmiMessage]:
-        """The live channels, one ``CoreShowChannel`` event each."""
-        _, items = await self.send_list_action(
-            AmiMessage.action("CoreShowChannels", self.next_action_id())
-        )
-        return [m for m in items if m.event == "CoreShowChannel"]
-
-    async def message_send(
-        self,
-        to: str,
-        body: str,
-        from_: str | None = None,
-        variables: Mapping[str, str] | None = None,
-    ) -> None:
-        """Send an out-of-call message (SIP MESSAGE with ``pjsip:endpoint``).
-
-        A body with line breaks goes as ``Base64Body`` (an AMI header cannot hold them).
-        """
-        fields: dict[str, str | list[str]] = {"To": to}
-        if from_ is not None:
-            fields["From"] = from_
-        if "\r" in body or "\n" in body:
-            fields["Base64Body"] = base64.b64encode(body.encode("utf-8")).decode("ascii")
-        else:
-            fields["Body"] = body
-        if variables:
-            fields["Variable"] = [f"{k}={v}" for k, v in variables.items()]
-        await self.send_action(AmiMessage.action("MessageSend", self.next_action_id(), **fields))
-
-    async def send_text(self, channel: str, message: str) -> None:
-        """Send text to a channel in a call (``SendText``)."""
-        await self.send_action(
-            AmiMessage.action("SendText", self.next_action_id(), Channel=channel, Message=message)
-        )
-
-    async def command(self, cmd: str) -> list[str]:
-        """Run a CLI command; return its output lines (``Output:`` headers)."""
-        action = AmiMessage.action("Command", self.next_action_id(), Command=cmd)
-        try:
-            response = await self.send_action(action)
-        except AmiActionError as exc:
-            output = exc.response.get_all("Output")
-            if output:
-                raise AmiActionError("Command", exc.response, "; ".join(output)) from None
-            raise
-        return response.get_all("Output")
-
-    async def ping(self) -> float:
-        """Ping the server; return the round-trip time in seconds."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await self.send_action(AmiMessage.action("Ping", self.next_action_id()))
-        return loop.time() - started
