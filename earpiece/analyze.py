@@ -14,44 +14,13 @@ import logging
 import sys
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
-
-    from earpiece.cpa.words import GreetingTranscriber
+from earpiece.asr.audio import AudioInput, load
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class AudioInput:
-    """One decoded file: ``customer`` (and ``agent`` for stereo) as int16 at ``rate``."""
-
-    path: str
-    rate: int
-    customer: npt.NDArray[np.int16]
-    agent: npt.NDArray[np.int16] | None = None
-
-    @property
-    def duration_s(self) -> float:
-        return float(self.customer.size) / self.rate if self.rate else 0.0
-
-
 Analyser = Callable[[AudioInput, argparse.Namespace], tuple[str, Any]]
-
-
-def load(path: str) -> AudioInput:
-    """Read a 16-bit PCM WAV (mono or stereo)."""
-    from earpiece.cpa.evalset import read_wav
-
-    data, rate, channels = read_wav(path)
-    if channels == 1:
-        return AudioInput(path, rate, data)
-    frames = data.reshape(-1, channels)
-    return AudioInput(path, rate, frames[:, 0].copy(), frames[:, 1].copy())
 
 
 def cpa_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]:
@@ -69,7 +38,7 @@ def cpa_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]
                          phase="pre_answer" if pre_answer else "post_answer")
     if pre_answer or getattr(args, "no_words", False) or getattr(args, "no_transcript", False):
         return "cpa", analyze_audio(audio.customer, audio.rate, options=options).as_dict()
-    from earpiece.cpa.amd_words_run import analyze_with_words
+    from earpiece.cpa.amd_words_run import analyze_with_words, whisper_transcribe
     from earpiece.cpa.words import words_model_for
 
     language = getattr(args, "language", None) or "en"
@@ -78,34 +47,6 @@ def cpa_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]
     result, snapshots = analyze_with_words(audio.customer, audio.rate,
                                            whisper_transcribe(model, language), options=options)
     return "cpa", {**result.as_dict(), "words": {"model": model, "snapshots": snapshots}}
-
-
-_TRANSCRIBERS: dict[str, GreetingTranscriber] = {}
-
-
-def greeting_transcriber(model: str) -> GreetingTranscriber:
-    """One loaded recogniser per model for the whole run (loading takes a second or more)."""
-    if model not in _TRANSCRIBERS:
-        from earpiece.cpa.words import GreetingTranscriber
-
-        _TRANSCRIBERS[model] = GreetingTranscriber(model)
-    return _TRANSCRIBERS[model]
-
-
-def whisper_transcribe(model: str, language: str
-                       ) -> Callable[[npt.NDArray[np.int16], int, int], tuple[str, float]]:
-    """``(audio_8k, start, end) -> (text, decode s)`` with ``model`` for ``language``.
-
-    The shape :func:`earpiece.cpa.amd_words_run.analyze_with_words` takes; ``"auto"``
-    lets Whisper detect the language per snapshot.
-    """
-    recogniser = greeting_transcriber(model)
-    lang = None if language == "auto" else language
-
-    def transcribe(x: npt.NDArray[np.int16], start: int, end: int) -> tuple[str, float]:
-        return recogniser.transcribe(x[start:end], lang)
-
-    return transcribe
 
 
 def transcript_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]:
@@ -166,3 +107,16 @@ def main(args: argparse.Namespace) -> int:
             print(f"{path}: {cpa.get('label')} (confidence {cpa.get('confidence')}, "
                   f"after {cpa.get('decision_s')} s, rule {cpa.get('evidence', {}).get('rule')})")
     return status
+
+
+__all__ = [
+    "ANALYSERS",
+    "Analyser",
+    "AudioInput",
+    "analyse_file",
+    "configure",
+    "cpa_analyser",
+    "load",
+    "main",
+    "transcript_analyser",
+]

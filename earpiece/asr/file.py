@@ -27,7 +27,7 @@ from earpiece.asr.settings import AsrSettings
 from earpiece.asr.stream import AsrStream, Hypothesis, StreamSettings
 
 if TYPE_CHECKING:
-    from earpiece.analyze import AudioInput
+    from earpiece.asr.audio import AudioInput
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def transcribe_channels(channels: Mapping[str, npt.NDArray[np.int16]], rate: int
 def transcribe_file(path: str | Path, settings: AsrSettings | None = None, *,
                     runner: Runner | None = None) -> dict[str, Any]:
     """Transcribe a 16-bit PCM WAV: mono = party ``"far"``, stereo = customer/agent."""
-    from earpiece.analyze import load
+    from earpiece.asr.audio import load
 
     audio = load(str(path))
     return transcribe_input(audio, settings, runner=runner)

@@ -143,8 +143,8 @@ def evaluate_labelled(root: str | Path, *, tone_plan: str = "all",
     ``transcribe`` turns on the greeting words for post-answer recordings (the service's
     default); ``None`` decides from timing alone.
     """
-    from earpiece.analyze import load
-    from earpiece.bench.amd import score
+    from earpiece.asr.audio import load
+    from earpiece.bench.amd_score import score
     from earpiece.cpa.amd_baseline import AmdConfig, baseline_result
     from earpiece.cpa.amd_words_run import analyze_with_words
     from earpiece.cpa.detector import CpaOptions, analyze_audio

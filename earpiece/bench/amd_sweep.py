@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from earpiece.bench.amd import (
+from earpiece.bench.amd_score import (
     HUMAN_MACHINE,
     LIVE,
     ORACLE_DELAY_S,

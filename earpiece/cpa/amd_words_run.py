@@ -289,3 +289,29 @@ class OracleGreetings:
             return text, self.delay_s
 
         return transcribe
+
+
+_TRANSCRIBERS: dict[str, GreetingTranscriber] = {}
+
+
+def greeting_transcriber(model: str) -> GreetingTranscriber:
+    """One loaded recogniser per model for the whole run (loading takes a second or more)."""
+    if model not in _TRANSCRIBERS:
+        _TRANSCRIBERS[model] = GreetingTranscriber(model)
+    return _TRANSCRIBERS[model]
+
+
+def whisper_transcribe(model: str, language: str
+                       ) -> Callable[[npt.NDArray[np.int16], int, int], tuple[str, float]]:
+    """``(audio_8k, start, end) -> (text, decode s)`` with ``model`` for ``language``.
+
+    The shape :func:`earpiece.cpa.amd_words_run.analyze_with_words` takes; ``"auto"``
+    lets Whisper detect the language per snapshot.
+    """
+    recogniser = greeting_transcriber(model)
+    lang = None if language == "auto" else language
+
+    def transcribe(x: npt.NDArray[np.int16], start: int, end: int) -> tuple[str, float]:
+        return recogniser.transcribe(x[start:end], lang)
+
+    return transcribe

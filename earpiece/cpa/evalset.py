@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from earpiece.asr.wav import read_wav as read_wav
 from earpiece.cpa.tones import PLANS, SIT_FIRST, SIT_SECOND, SIT_THIRD, synth_tone
 
 log = logging.getLogger(__name__)
@@ -164,15 +165,6 @@ def write_wav(path: Path, x: npt.NDArray[np.int16], rate: int = RATE) -> None:
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(np.ascontiguousarray(x, dtype="<i2").tobytes())
-
-
-def read_wav(path: str | Path) -> tuple[npt.NDArray[np.int16], int, int]:
-    """(samples interleaved int16, rate, channels) of a 16-bit PCM WAV."""
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
-        return data, w.getframerate(), w.getnchannels()
 
 
 def _prompt(name: str) -> npt.NDArray[np.float64]:

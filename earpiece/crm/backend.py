@@ -1,68 +1,19 @@
-"""The CRM store interface and the factory that picks a backend from ``crm.url``.
+"""The factory that picks a CRM backend from ``crm.url``.
 
 ``sqlite:///path`` (embedded default) -> :class:`earpiece.crm.store.SqliteStore`;
 ``postgresql://user@host:port/db`` (production) -> :class:`earpiece.crm.postgres.PostgresStore`.
 
-Every backend takes SQL with ``?`` placeholders, runs writes of one batch in one transaction,
-returns rows as ``dict``s (JSON columns as JSON text), never blocks the event loop and raises
-:class:`~earpiece.errors.CrmError` (:class:`~earpiece.errors.CrmConnectionError` when the
-server cannot be reached) for database failures, :class:`~earpiece.errors.ConfigError` naming
-``crm.url`` for a bad URL.
+The interface every backend implements, :class:`~earpiece.crm.base.CrmBackend` (with
+``Statement`` and ``split_url``), lives in :mod:`earpiece.crm.base` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import abc
-import json
-from collections.abc import Sequence
-from typing import Any
-from urllib.parse import ParseResult, urlparse
-
-from earpiece.crm.dialect import Dialect
+from earpiece.crm.base import CrmBackend, Statement, split_url
 from earpiece.errors import ConfigError
 from earpiece.secret import Secret
 
-Statement = tuple[str, tuple[Any, ...]]
-
 SCHEMES = ("sqlite", "postgresql", "postgres")
-
-
-class CrmBackend(abc.ABC):
-    """What the CRM writer and the reports need from a database."""
-
-    url: str
-    dialect: Dialect
-
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect and create the schema if it is missing (safe to run on every start)."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Commit and disconnect; idempotent."""
-
-    @abc.abstractmethod
-    async def execute_many(self, statements: Sequence[Statement]) -> None:
-        """Run several writes (``?`` placeholders) in one transaction: all or nothing."""
-
-    @abc.abstractmethod
-    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Rows of one ``SELECT`` (``?`` placeholders) as dicts keyed by column name."""
-
-    async def calls(self) -> list[dict[str, Any]]:
-        """Every call, oldest first, with ``tags`` decoded."""
-        rows = await self.query("SELECT * FROM calls ORDER BY started, id")
-        for row in rows:
-            row["tags"] = json.loads(row["tags"])
-        return rows
-
-
-def split_url(url: str) -> ParseResult:
-    """``urlparse`` with its errors as :class:`ConfigError` naming ``crm.url``."""
-    try:
-        return urlparse(url)
-    except ValueError as exc:
-        raise ConfigError(f"invalid database URL: {exc}", key="crm.url") from None
 
 
 def url_scheme(url: str) -> str:
@@ -92,3 +43,14 @@ async def open_store(url: str, *, password: Secret | None = None) -> CrmBackend:
     store = make_store(url, password=password)
     await store.open()
     return store
+
+
+__all__ = [
+    "SCHEMES",
+    "CrmBackend",
+    "Statement",
+    "make_store",
+    "open_store",
+    "split_url",
+    "url_scheme",
+]

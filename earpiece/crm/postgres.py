@@ -41,7 +41,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import TextLoader
 
-from earpiece.crm.backend import CrmBackend, Statement, split_url
+from earpiece.crm.base import CrmBackend, Statement, split_url
 from earpiece.crm.dialect import POSTGRESQL
 from earpiece.errors import ConfigError, CrmConnectionError, CrmError
 from earpiece.secret import Secret

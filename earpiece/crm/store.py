@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from earpiece.crm.backend import CrmBackend, Statement, split_url
+from earpiece.crm.base import CrmBackend, Statement, split_url
 from earpiece.crm.dialect import SQLITE
 from earpiece.errors import ConfigError, CrmConnectionError, CrmError
 

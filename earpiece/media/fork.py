@@ -41,15 +41,13 @@ eight methods needed (``earpiece.agi.ari_client.AriClient`` implements it).
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import time
 import uuid as uuidlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from earpiece.agi.calls.call import Call
 from earpiece.bus import EventBus
@@ -61,11 +59,22 @@ from earpiece.events import (
     CallStateChanged,
     ChannelJoined,
     ChannelLeft,
-    ChannelRole,
     Party,
 )
 from earpiece.media.audiosocket import AudioSocketServer
-from earpiece.media.frames import Codec, FrameHub, PartyStream
+from earpiece.media.fork_parts import (
+    ROLE_PARTY,
+    AriBridge,
+    AriChannel,
+    AriMediaClient,
+    ForkStats,
+    MediaLeg,
+    _CallMedia,
+    _codec_for,
+    _make,
+    expected_source,
+)
+from earpiece.media.frames import FrameHub, PartyStream
 from earpiece.media.receiver import RtpReceiver
 from earpiece.media.recorder import Recorder
 from earpiece.media.settings import MediaSettings
@@ -75,107 +84,6 @@ log = logging.getLogger(__name__)
 ENDED_MEMORY = 10_000
 RETRY_INITIAL_S = 0.5  # first retry of an attach that failed for want of ARI
 RETRY_MAX_S = 8.0
-
-T = TypeVar("T")
-
-ROLE_PARTY: dict[ChannelRole, Party] = {
-    ChannelRole.CUSTOMER: "customer",
-    ChannelRole.AGENT: "agent",
-}
-
-
-class AriChannel(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def channelvars(self) -> dict[str, str] | None: ...
-
-
-class AriBridge(Protocol):
-    @property
-    def id(self) -> str: ...
-
-
-class AriMediaClient(Protocol):
-    """The part of the ARI client the media fork needs."""
-
-    async def snoop_channel(
-        self, channel_id: str, *, app: str, spy: str = "none", whisper: str = "none",
-        app_args: str = "", snoop_id: str | None = None,
-    ) -> AriChannel: ...
-
-    async def create_bridge(
-        self, *, type: str = "mixing", bridge_id: str | None = None, name: str = ""
-    ) -> AriBridge: ...
-
-    async def add_channel_to_bridge(self, bridge_id: str, channel_id: str) -> None: ...
-
-    async def external_media(
-        self, *, app: str, external_host: str, format: str, channel_id: str | None = None,
-        encapsulation: str = "rtp", transport: str = "udp", connection_type: str | None = None,
-        direction: str = "both", data: str | None = None,
-    ) -> AriChannel: ...
-
-    async def hangup_channel(self, channel_id: str, reason: str = "normal") -> None: ...
-
-    async def destroy_bridge(self, bridge_id: str) -> None: ...
-
-    async def list_channels(self) -> Sequence[AriChannel]: ...
-
-    async def list_bridges(self) -> Sequence[AriBridge]: ...
-
-
-@dataclass
-class MediaLeg:
-    """One party's fork and the PBX resources behind it."""
-
-    call_id: str
-    party: Party
-    channel_id: str  # the party's channel (ARI id = AMI Uniqueid)
-    key: str
-    transport: str
-    bridge_id: str = ""
-    snoop_id: str = ""
-    em_id: str = ""
-    port: int | None = None
-    audiosocket_uuid: str = ""
-    source: tuple[str, int] | None = None
-    stream: PartyStream | None = None
-    created: list[str] = field(default_factory=list)  # resources as they were confirmed
-    requested: set[str] = field(default_factory=set)  # resources asked for (maybe created)
-    attached_at: float = 0.0  # time.monotonic() when the fork was complete
-
-
-@dataclass
-class _CallMedia:
-    call_id: str
-    outbound: bool = False
-    answered: bool = False
-    ended: bool = False
-    channels: dict[Party, str] = field(default_factory=dict)
-    legs: dict[Party, MediaLeg] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass
-class ForkStats:
-    attached: int = 0
-    attach_failed: int = 0
-    detached: int = 0
-    early_attached: int = 0  # forks made before the answer (early media)
-    retries: int = 0  # attach attempts repeated after an ARI connection failure
-    resyncs: int = 0
-    replaced: int = 0  # forks whose PBX resources vanished, made again by a resync
-    teardown_errors: int = 0
-    teardown_deferred: int = 0  # removals postponed because ARI was unreachable
-
-
-def _codec_for(settings: MediaSettings) -> Codec:
-    if settings.transport == "audiosocket":
-        return "slin16le" if settings.format == "slin16" else "slin"
-    return settings.format
 
 
 class MediaFork:
@@ -615,38 +523,16 @@ class MediaFork:
                             exc)
 
 
-async def _make(leg: MediaLeg, what: str, request: Awaitable[T]) -> T:
-    """Await a create request; ``what`` may exist at the PBX afterwards unless the request
-    never reached it (connection refused), in which case teardown skips it."""
-    leg.requested.add(what)
-    try:
-        return await request
-    except PbxConnectionError as exc:
-        if _refused(exc):
-            leg.requested.discard(what)
-        raise
-
-
-def _refused(exc: BaseException) -> bool:
-    """The connection was refused: the request was never sent."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the chain is short; bounded in case of a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionRefusedError) or (
-            isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED
-        ):
-            return True
-        seen = seen.__cause__
-    return False
-
-
-def expected_source(channelvars: dict[str, str] | None) -> tuple[str, int] | None:
-    """The address externalMedia RTP comes from, per its channel variables."""
-    if not channelvars:
-        return None
-    host = channelvars.get("UNICASTRTP_LOCAL_ADDRESS")
-    port = channelvars.get("UNICASTRTP_LOCAL_PORT")
-    if not host or not port or not port.isdigit():
-        return None
-    return host, int(port)
+__all__ = [
+    "ENDED_MEMORY",
+    "RETRY_INITIAL_S",
+    "RETRY_MAX_S",
+    "ROLE_PARTY",
+    "AriBridge",
+    "AriChannel",
+    "AriMediaClient",
+    "ForkStats",
+    "MediaFork",
+    "MediaLeg",
+    "expected_source",
+]

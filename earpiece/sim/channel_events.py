@@ -1,8 +1,8 @@
 """The base layer of the simulator's engine: the state every part of it shares (live channels,
 bridges and playbacks, tasks, the 8 kHz sample clock) and the AMI and ARI events that announce
 a channel's changes (``Newchannel``/``ChannelCreated``, ``Newexten``/``ChannelDialplan``,
-``VarSet``/``ChannelVarset``, ``Newstate``, device states, ``Dial*``, hangup requests,
-``Hangup``/``ChannelDestroyed``, ``StasisStart``/``StasisEnd``).
+``VarSet``/``ChannelVarset``, ``Newstate``, device states, ``Dial*``, ``OriginateResponse``,
+hangup requests, ``Hangup``/``ChannelDestroyed``, ``StasisStart``/``StasisEnd``).
 
 Headers and JSON follow ``shared/asterisk/captures/pjsip``. Listeners (the AMI and ARI
 servers) turn what is emitted into bytes; :class:`~earpiece.sim.engine.Engine` sets the state
@@ -28,6 +28,7 @@ from earpiece.sim.model import (
     Channel,
     HeardEntry,
     OriginateOutcome,
+    OriginateRequest,
     Playback,
     wall_ts,
 )
@@ -203,6 +204,26 @@ class ChannelEvents:
         ev["peer"] = dest.ari_json()
         apps = dest.apps() | (caller.apps() if caller is not None else set())
         self.ari(ev, apps)
+
+    def _originate_response(self, req: OriginateRequest, outcome: OriginateOutcome,
+                            success: bool, reason: int, ch: Channel | None) -> None:
+        outcome.response = "Success" if success else "Failure"
+        outcome.reason = reason
+        outcome.uniqueid = ch.id if (success and ch is not None) else "<unknown>"
+        outcome.channel = ch.name if (success and ch is not None) else req.channel
+        headers: list[tuple[str, str]] = []
+        if req.action_id is not None:
+            headers.append(("ActionID", req.action_id))
+        headers += [("Response", outcome.response), ("Channel", outcome.channel)]
+        if req.application:
+            headers += [("Application", req.application), ("Data", req.data)]
+        else:
+            headers += [("Context", req.context), ("Exten", req.exten)]
+        headers += [("Reason", str(reason)), ("Uniqueid", outcome.uniqueid),
+                    ("CallerIDNum", req.callerid_num or "<unknown>"),
+                    ("CallerIDName", req.callerid_name or "<unknown>")]
+        if req.is_async and req.source != "ari":
+            self.ami("OriginateResponse", "call", headers)
 
     def _hangup_request(self, ch: Channel, cause: int, tech_cause: int | None = None,
                         *, soft: bool = False, ami_event: str = "HangupRequest") -> None:

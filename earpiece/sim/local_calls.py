@@ -28,7 +28,7 @@ from earpiece.sim.model import (
 from earpiece.sim.scenario import Say
 
 if TYPE_CHECKING:
-    from earpiece.sim.engine import Engine
+    from earpiece.sim.bridging import Bridging
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class LocalCalls:
     """The Local-channel part of an :class:`~earpiece.sim.engine.Engine`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Bridging) -> None:
         self.engine = engine
 
     async def run(self, req: OriginateRequest, outcome: OriginateOutcome,

@@ -101,26 +101,6 @@ class PjsipCalls(Bridging):
         self.spawn(self._run_call(call, done))
         return done
 
-    def _originate_response(self, req: OriginateRequest, outcome: OriginateOutcome,
-                            success: bool, reason: int, ch: Channel | None) -> None:
-        outcome.response = "Success" if success else "Failure"
-        outcome.reason = reason
-        outcome.uniqueid = ch.id if (success and ch is not None) else "<unknown>"
-        outcome.channel = ch.name if (success and ch is not None) else req.channel
-        headers: list[tuple[str, str]] = []
-        if req.action_id is not None:
-            headers.append(("ActionID", req.action_id))
-        headers += [("Response", outcome.response), ("Channel", outcome.channel)]
-        if req.application:
-            headers += [("Application", req.application), ("Data", req.data)]
-        else:
-            headers += [("Context", req.context), ("Exten", req.exten)]
-        headers += [("Reason", str(reason)), ("Uniqueid", outcome.uniqueid),
-                    ("CallerIDNum", req.callerid_num or "<unknown>"),
-                    ("CallerIDName", req.callerid_name or "<unknown>")]
-        if req.is_async and req.source != "ari":
-            self.ami("OriginateResponse", "call", headers)
-
     async def _originate_failed_at_once(self, req: OriginateRequest, outcome: OriginateOutcome,
                                         done: asyncio.Future[bool]) -> None:
         await asyncio.sleep(0.0002)
