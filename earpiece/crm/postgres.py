@@ -137,8 +137,15 @@ class PostgresStore(CrmBackend):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return self._scrub("; ".join(lines) or type(exc).__name__)
 
-    async def _connect(self) -> Connection:
+    async def dedicated_connection(self, *, application_name: str = "") -> Connection:
+        """A connection of its own (not the store's), e.g. to hold a session-level lock; the
+        caller closes it. Errors as :meth:`open`'s (:class:`CrmConnectionError`)."""
+        return await self._connect(application_name=application_name)
+
+    async def _connect(self, *, application_name: str = "") -> Connection:
         kwargs: dict[str, Any] = {"connect_timeout": max(2, round(self._connect_timeout_s))}
+        if application_name:
+            kwargs["application_name"] = application_name
         if self._password is not None:
             kwargs["password"] = self._password.get()
         try:
