@@ -1,10 +1,10 @@
 """The Earpiece service: attaches to a PBX and runs every stage; ``earpiece run``.
 
-:class:`Service` owns its components and starts them in dependency order (CRM, registry, AMI,
-ARI, FastAGI, media, listeners) and stops them in reverse order, like aiohttp cleanup contexts.
-After every AMI or ARI (re)connect it resynchronises the call registry with the PBX's live
-channels (``CoreShowChannels``, ``GET /ari/channels``), so a PBX or network restart loses no
-call and duplicates none.
+:class:`Service` owns its components and starts them in dependency order (CRM, call log, ops
+HTTP endpoint, ARI, AMI, FastAGI, media, listeners) and stops them in reverse order, like aiohttp
+cleanup contexts. After every AMI or ARI (re)connect it resynchronises the call registry with
+the PBX's live channels (``CoreShowChannels``, ``GET /ari/channels``), so a PBX or network
+restart loses no call and duplicates none.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from earpiece.agi.calls.registry import Registry
 from earpiece.agi.fastagi_server import FastAgiServer
 from earpiece.agi.routing import make_handlers
 from earpiece.bus import EventBus
+from earpiece.calllog import CallLog
 from earpiece.config import Settings, load_settings
 from earpiece.crm.backend import CrmBackend, open_store
 from earpiece.crm.writer import CrmWriter
 from earpiece.errors import EarpieceError, PbxError
+from earpiece.web.ops import OpsServer
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class Service:
         self.hub: Any = None  # earpiece.media.frames.FrameHub
         self.cpa: Any = None  # earpiece.cpa.fork.CpaFork
         self.resyncs = {"ami": 0, "ari": 0}
+        self.ari_app_owned = False  # our Stasis app, until an ApplicationReplaced
+        self.ops: OpsServer | None = None  # /healthz /readyz /metrics ([http])
         self._cleanups: list[Cleanup] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -78,6 +82,13 @@ class Service:
         self.crm = CrmWriter(self.bus, self.store)
         self.crm.start()
         self._cleanups.append(self.crm.close)
+        calllog = CallLog(self.bus)  # one INFO line per call start/outcome/verdict/end
+        calllog.start()
+        self._cleanups.append(calllog.stop)
+        if s.http.enabled:
+            self.ops = OpsServer(self, s.http)
+            await self.ops.start()
+            self._cleanups.append(self.ops.close)
 
         self.ari = AriClient(s.ari, on_event=self._on_ari_event, on_connected=self._ari_resync)
         await self.ari.start()
@@ -182,6 +193,8 @@ class Service:
 
     # --- PBX feeds -------------------------------------------------------------------------
     def _on_ari_event(self, event: AriEvent) -> None:
+        if event.type == "ApplicationReplaced":
+            self.ari_app_owned = False
         self.registry.on_ari_event(event.raw)
 
     async def _ami_resync(self) -> None:
@@ -193,6 +206,7 @@ class Service:
 
     async def _ari_resync(self) -> None:
         assert self.ari is not None
+        self.ari_app_owned = True  # a new events websocket registers the app to us
         body = await self.ari.request("GET", "/channels")
         channels: list[Mapping[str, Any]] = (
             [c for c in body if isinstance(c, dict)] if isinstance(body, list) else []

@@ -1,10 +1,10 @@
 """Typed settings loaded from one TOML file.
 
 Each section is a dataclass owned by the module that uses it (``earpiece.agi.settings``,
-``earpiece.media.settings``, ``earpiece.cpa.settings``...); this module only validates a TOML table against those
-dataclasses. Errors name the file and the dotted key (a section's ``__post_init__`` may raise
-``ConfigError(message, key=field)`` for one of its fields; the loader adds the section and the
-file; a plain ``ValueError`` there is reported against the whole section). Secrets
+``earpiece.media.settings``, ``earpiece.cpa.settings``...); this module only validates a TOML table
+against those dataclasses. Errors name the file and the dotted key (a section's ``__post_init__``
+may raise ``ConfigError(message, key=field)`` for one of its fields; the loader adds the section
+and the file; a plain ``ValueError`` there is reported against the whole section). Secrets
 (:class:`Secret`) come from the environment (``EARPIECE_AMI_SECRET``...) or from a file named by
 ``<key>_file``; their value never appears in ``repr()`` or logs.
 """
@@ -42,6 +42,19 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The service's HTTP endpoint (``/healthz``, ``/readyz``, ``/metrics``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8780  # 0: an ephemeral port (tests)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"must be a TCP port 0..65535, got {self.port!r}", key="port")
+
+
+@dataclass(frozen=True)
 class Settings:
     ami: AmiSettings = field(default_factory=AmiSettings)
     ari: AriSettings = field(default_factory=AriSettings)
@@ -52,6 +65,7 @@ class Settings:
     asr: AsrSettings = field(default_factory=AsrSettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
 
 # Environment variables that may supply a secret, by dotted key.
