@@ -29,6 +29,7 @@ from earpiece.bus import EventBus
 from earpiece.calllog import CallLog
 from earpiece.config import Settings, load_settings
 from earpiece.crm.backend import CrmBackend, open_store
+from earpiece.crm.lock import InstanceLock
 from earpiece.crm.writer import CrmWriter
 from earpiece.errors import EarpieceError, PbxError
 from earpiece.web.ops import OpsServer
@@ -63,6 +64,10 @@ class Service:
         self.hub: Any = None  # earpiece.media.frames.FrameHub
         self.cpa: Any = None  # earpiece.cpa.fork.CpaFork
         self.resyncs = {"ami": 0, "ari": 0}
+        self.lock: InstanceLock | None = None
+        # Set by the first AMI resync: the first ARI resync waits for it, since AMI's linkedids
+        # group the agent legs that ARI's listing alone cannot.
+        self._ami_synced = asyncio.Event()
         self.ari_app_owned = False  # our Stasis app, until an ApplicationReplaced
         self.ops: OpsServer | None = None  # /healthz /readyz /metrics ([http])
         self._cleanups: list[Cleanup] = []
@@ -79,9 +84,17 @@ class Service:
         s = self.settings
         self.store = await open_store(s.crm.url, password=s.crm.password)
         self._cleanups.append(self.store.close)
-        self.crm = CrmWriter(self.bus, self.store)
+        # One active Earpiece per ARI app: a second one stops here, before touching the PBX.
+        self.lock = InstanceLock(self.store, s.ari.app)
+        await self.lock.acquire()
+        self._cleanups.append(self.lock.release)
+        self.crm = CrmWriter(self.bus, self.store, owner=s.ari.app)
         self.crm.start()
         self._cleanups.append(self.crm.close)
+        # Calls a previous Earpiece left open rejoin their records at the first resync.
+        pending = self.registry.adopt(await self.store.open_calls(s.ari.app))
+        if pending:
+            log.info("start-up: %d open calls in the CRM to re-adopt or close", pending)
         calllog = CallLog(self.bus)  # one INFO line per call start/outcome/verdict/end
         calllog.start()
         self._cleanups.append(calllog.stop)
@@ -91,7 +104,7 @@ class Service:
             self._cleanups.append(self.ops.close)
 
         self.ari = AriClient(s.ari, on_event=self._on_ari_event, on_connected=self._ari_resync)
-        await self.ari.start()
+        await self.ari.start(refuse_if_taken=True)  # AriAppInUseError: app held elsewhere
         self._cleanups.append(self.ari.close)
         self.ami = AmiClient(s.ami, on_event=self.registry.on_ami_event,
                              on_connected=self._ami_resync)
@@ -201,12 +214,19 @@ class Service:
         assert self.ami is not None
         channels = await self.ami.core_show_channels()
         self.registry.reconcile_ami(channels)
+        if not self._ami_synced.is_set():  # the PBX's full listing: what it lacks is gone
+            self.registry.finish_adoption()
+            self._ami_synced.set()
         self.resyncs["ami"] += 1
         log.info("AMI resync: %d live channels", len(channels))
 
     async def _ari_resync(self) -> None:
         assert self.ari is not None
         self.ari_app_owned = True  # a new events websocket registers the app to us
+        if not self._ami_synced.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ami_synced.wait(),
+                                       self.settings.ami.connect_timeout_s)
         body = await self.ari.request("GET", "/channels")
         channels: list[Mapping[str, Any]] = (
             [c for c in body if isinstance(c, dict)] if isinstance(body, list) else []

@@ -115,7 +115,7 @@ async def run_demo(*, scenario: str, calls: int | None, db: str, timeout_s: floa
 def demo_settings(sim: Any, *, db: str) -> Any:
     """Settings pointing at a running simulator."""
     from earpiece.agi.settings import AgiSettings, AmiSettings, AriSettings
-    from earpiece.config import CrmSettings, Settings
+    from earpiece.config import CrmSettings, HttpSettings, Settings
     from earpiece.media.settings import MediaSettings, RecordingSettings
     from earpiece.secret import Secret
 
@@ -131,6 +131,7 @@ def demo_settings(sim: Any, *, db: str) -> Any:
         media=MediaSettings(bind_host="127.0.0.1", rtp_port_min=42000, rtp_port_max=42999),
         recordings=RecordingSettings(directory=Path(db).parent / "recordings"),
         crm=CrmSettings(url=f"sqlite:///{db}"),
+        http=HttpSettings(host="127.0.0.1", port=0),  # any free port: demos and tests side by side
     )
 
 

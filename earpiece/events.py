@@ -106,6 +106,8 @@ class CallTagged(CallEvent):
 class CallEnded(CallEvent):
     outcome: CallState | None
     hangup_cause: int | None = None
+    #: Why the call was closed when not by its own hangup, e.g. "ended while Earpiece was down"
+    reason: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,3 +144,14 @@ class Transcript(CallEvent):
     end_s: float
     language: str
     words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsrSkipped(CallEvent):
+    """Speech recognition does not transcribe this call (published once per call).
+
+    ``reason`` ``"capacity"``: the recogniser was at its ``[asr] max_streams`` when the call's
+    audio began, so the call was not admitted (calls already admitted keep their finals).
+    """
+
+    reason: str

@@ -67,17 +67,19 @@ def test_one_schema_in_both_dialects() -> None:
 
 def test_sqlite_statements_are_the_sqlite_dialect() -> None:
     (sql, params), = statements_for(EVENTS[0])
-    assert sql == ("INSERT OR IGNORE INTO calls (id, direction, channel, tags, started)"
-                   " VALUES (?, ?, ?, ?, ?)")
-    assert params == ("c1", "outbound", "PJSIP/a-1", '{"k": "v"}', 1.0)
+    assert sql == ("INSERT OR IGNORE INTO calls (id, direction, channel, tags, started, owner)"
+                   " VALUES (?, ?, ?, ?, ?, ?)")
+    assert params == ("c1", "outbound", "PJSIP/a-1", '{"k": "v"}', 1.0, None)
+    (_, params), = statements_for(EVENTS[0], owner="assist")
+    assert params[-1] == "assist"
     (sql, _), = statements_for(EVENTS[5], SQLITE)
     assert sql == "UPDATE calls SET tags = json_patch(tags, ?) WHERE id = ?"
 
 
 def test_postgres_statements_are_the_postgres_dialect() -> None:
     sqls = [POSTGRESQL.native(sql) for ev in EVENTS for sql, _ in statements_for(ev, POSTGRESQL)]
-    assert sqls[0] == ("INSERT INTO calls (id, direction, channel, tags, started)"
-                       " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT DO NOTHING")
+    assert sqls[0] == ("INSERT INTO calls (id, direction, channel, tags, started, owner)"
+                       " VALUES (%s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT DO NOTHING")
     assert "UPDATE calls SET tags = tags || %s::jsonb WHERE id = %s" in sqls
     assert not any("OR IGNORE" in s or "json_patch" in s or "?" in s for s in sqls)
 

@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS calls (
     tags {json} NOT NULL DEFAULT '{{}}',
     started {real} NOT NULL,
     answered {real},
-    ended {real}
+    ended {real},
+    end_reason TEXT,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS legs (
     call_id TEXT NOT NULL REFERENCES calls(id),
@@ -79,6 +81,13 @@ CREATE TABLE IF NOT EXISTS utterances (
 );
 CREATE INDEX IF NOT EXISTS utterances_call ON utterances(call_id, start_s);
 """
+
+#: Columns added to tables after their first release: (table, column, type). ``CREATE TABLE IF
+#: NOT EXISTS`` leaves an older table as it was, so opening a store adds what is missing.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("calls", "end_reason", "TEXT"),  # why a call was closed other than by its hangup
+    ("calls", "owner", "TEXT"),  # the ARI app of the Earpiece that writes the call
+)
 
 # Columns holding JSON objects (TEXT in SQLite, JSONB in PostgreSQL).
 JSON_COLUMNS = frozenset({"tags", "evidence"})

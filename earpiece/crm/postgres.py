@@ -42,7 +42,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import TextLoader
 
 from earpiece.crm.base import CrmBackend, Statement, split_url
-from earpiece.crm.dialect import POSTGRESQL
+from earpiece.crm.dialect import ADDED_COLUMNS, POSTGRESQL
 from earpiece.errors import ConfigError, CrmConnectionError, CrmError
 from earpiece.secret import Secret
 
@@ -222,6 +222,8 @@ class PostgresStore(CrmBackend):
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             for sql in self.dialect.schema_statements():
                 await conn.execute(sql)
+            for table, column, kind in ADDED_COLUMNS:
+                await conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
 
     async def close(self) -> None:
         self._open = False

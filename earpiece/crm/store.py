@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from earpiece.crm.base import CrmBackend, Statement, split_url
-from earpiece.crm.dialect import SQLITE
+from earpiece.crm.dialect import ADDED_COLUMNS, SQLITE
 from earpiece.errors import ConfigError, CrmConnectionError, CrmError
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ class SqliteStore(CrmBackend):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(SCHEMA)
+            for table, column, kind in ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             conn.commit()
         except sqlite3.Error as exc:
             conn.close()

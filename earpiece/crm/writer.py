@@ -27,15 +27,18 @@ from earpiece.events import (
 log = logging.getLogger(__name__)
 
 
-def statements_for(event: CallEvent, dialect: Dialect = SQLITE) -> list[Statement]:
+def statements_for(event: CallEvent, dialect: Dialect = SQLITE, *,
+                   owner: str = "") -> list[Statement]:
     """SQL (``?`` placeholders) for one event in ``dialect`` (pure: testable without a
-    database)."""
+    database); ``owner``: the ARI app of the Earpiece writing it (kept with each call)."""
     d = dialect
     match event:
         case CallStarted():
             return [(
-                d.insert_ignore("calls", ("id", "direction", "channel", "tags", "started")),
-                (event.call_id, event.direction, event.channel, json.dumps(event.tags), event.at),
+                d.insert_ignore("calls",
+                                ("id", "direction", "channel", "tags", "started", "owner")),
+                (event.call_id, event.direction, event.channel, json.dumps(event.tags), event.at,
+                 owner or None),
             )]
         case ChannelJoined():
             return [(
@@ -71,11 +74,12 @@ def statements_for(event: CallEvent, dialect: Dialect = SQLITE) -> list[Statemen
         case CallEnded():
             return [(
                 "UPDATE calls SET ended = ?, hangup_cause = ?,"
-                " outcome = COALESCE(outcome, ?) WHERE id = ?",
+                " outcome = COALESCE(outcome, ?), end_reason = ? WHERE id = ? AND ended IS NULL",
                 (
                     event.at,
                     event.hangup_cause,
                     str(event.outcome) if event.outcome is not None else None,
+                    event.reason or None,
                     event.call_id,
                 ),
             )]
@@ -119,8 +123,10 @@ class CrmWriter:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         retry_for_s: float = 300.0,
+        owner: str = "",
     ) -> None:
         self._bus = bus
+        self._owner = owner
         self._store = store
         self._queue: asyncio.Queue[CallEvent] = bus.queue(CallEvent, maxsize=100_000)
         self._max_batch = max_batch
@@ -151,7 +157,7 @@ class CrmWriter:
 
     async def _write(self, batch: list[CallEvent]) -> None:
         dialect = self._store.dialect
-        statements = [s for ev in batch for s in statements_for(ev, dialect)]
+        statements = [s for ev in batch for s in statements_for(ev, dialect, owner=self._owner)]
         if not statements:
             return
         loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ from earpiece.agi.calls.call import (
     local_base,
     snoop_target,
 )
+from earpiece.agi.calls.records import OpenCall, restore
 from earpiece.bus import EventBus
 from earpiece.events import CallTagged, ChannelJoined, ChannelRole
 
@@ -68,6 +69,8 @@ class RegistryStats:
     calls_started: int = 0
     calls_ended: int = 0
     resyncs: int = 0
+    calls_adopted: int = 0  # open calls of a previous Earpiece whose channels were live
+    calls_closed_at_start: int = 0  # ... whose channels were gone (ended while it was down)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,10 @@ class Grouping:
         self._memory_size = memory_size
         self.stats = RegistryStats()
         self._source = ""  # the ARI event being handled, for evidence sources
+        # Open calls of a previous Earpiece (earpiece.agi.calls.adoption): uniqueid of a leg
+        # -> (record, the leg's role), and the records by call id, until finish_adoption().
+        self._adoptable: dict[str, tuple[OpenCall, ChannelRole]] = {}
+        self._adopt_records: dict[str, OpenCall] = {}
 
     # ===================================================================== public lookups
     @property
@@ -208,7 +215,10 @@ class Grouping:
             peer_uid = self._by_name.get(base + (";2" if name.endswith(";1") else ";1"))
             peer_call = self._by_uid.get(peer_uid) if peer_uid else None
         linked = self._by_linkedid.get(linkedid) if linkedid else None
-        if peer_call is not None and base is not None:
+        adopted = self._adopted(uid)
+        if adopted is not None:  # a leg of a call a previous Earpiece left open
+            call, ch.role = adopted
+        elif peer_call is not None and base is not None:
             call = peer_call
             peer = call.channels[self._by_name[base + (";2" if name.endswith(";1") else ";1")]]
             if name.endswith(";2"):
@@ -238,6 +248,20 @@ class Grouping:
         if call.confirmed and ch.role is not ChannelRole.UNKNOWN:
             self._announce(call, ch)
         return call, ch
+
+    def _adopted(self, uid: str) -> tuple[Call, ChannelRole] | None:
+        """The re-adopted call ``uid`` was a leg of, made live on its first channel."""
+        found = self._adoptable.pop(uid, None)
+        if found is None:
+            return None
+        rec, role = found
+        call = self._calls.get(rec.call_id)
+        if call is None:
+            call = restore(rec)
+            self._calls[call.id] = call
+            if call.linkedid:
+                self._by_linkedid[call.linkedid] = call
+        return call, role
 
     def _announce(self, call: Call, ch: Channel) -> None:
         if ch.announced or not call.confirmed:

@@ -251,13 +251,20 @@ class Lifecycle(Grouping):
         call.hangup_cause = cust.cause if cust is not None and cust.cause is not None else (
             causes[-1] if causes else None
         )
+        # Helpers (snoop, externalMedia) still up leave with the call: the fork tears them
+        # down, and their later events are ignored.
+        for ch in call.channels.values():
+            if ch.alive:
+                ch.alive = False
+                ch.left = now
+                if ch.announced:
+                    self.bus.publish(ChannelLeft(call_id=call.id, at=now, channel=ch.name,
+                                                 uniqueid=ch.uniqueid, cause=None))
+                self._forget(ch.uniqueid, ch.name, call)
         self._transition(call, call.advance(CallState.ENDED, source, now))
         self.bus.publish(
             CallEnded(call_id=call.id, at=now, outcome=call.outcome, hangup_cause=call.hangup_cause)
         )
         self.stats.calls_ended += 1
-        for ch in call.channels.values():  # helpers still up: their later events are ignored
-            if ch.alive:
-                self._forget(ch.uniqueid, ch.name, call)
         self._drop(call)
         self._history.append(call)

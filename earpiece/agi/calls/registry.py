@@ -46,12 +46,14 @@ calls), :mod:`~earpiece.agi.calls.lifecycle` (evidence, outcome, confirm/hangup/
 audio entry points) and :mod:`~earpiece.agi.calls.signalling` (dialplan, Dial links, variables,
 our Originates), on which :mod:`~earpiece.agi.calls.ami_evidence`,
 :mod:`~earpiece.agi.calls.ari_evidence` and :mod:`~earpiece.agi.calls.resync` each build;
-:class:`Registry` combines the last three. The names other modules import from here are
-re-exported.
+:class:`Registry` combines the last three and :mod:`~earpiece.agi.calls.adoption` (calls a
+previous Earpiece left open, re-adopted or closed at start-up). The names other modules import
+from here are re-exported.
 """
 
 from __future__ import annotations
 
+from earpiece.agi.calls.adoption import Adoption
 from earpiece.agi.calls.ami_evidence import AmiEvidence
 from earpiece.agi.calls.ari_evidence import AriEvidence
 from earpiece.agi.calls.grouping import (
@@ -83,5 +85,5 @@ __all__ = [
 ]
 
 
-class Registry(AmiEvidence, AriEvidence, Resync):
+class Registry(AmiEvidence, AriEvidence, Resync, Adoption):
     """Live calls keyed by Earpiece call id; see the module docstring."""
