@@ -16,6 +16,12 @@ decodes in parallel), and a scheduler that decides what a free worker decodes ne
 3. **Bounded.** At most ``max_pending_finals`` finals wait; beyond that the oldest final of the
    stream with the most waiting ones is dropped and counted. Streams keep a bounded ring of
    audio; latency samples are kept in a bounded window. Nothing grows with call length.
+4. **Whole calls, not random finals.** With ``max_streams`` (``[asr] max_streams``; 0 =
+   unlimited) a call is admitted when its first audio arrives if the admitted calls leave room
+   for its two streams; a call that does not fit is not transcribed at all: one INFO line with
+   its call id, one :class:`~earpiece.events.AsrSkipped` event, counted in
+   :attr:`AsrMetrics.calls_refused`. A call that ends frees its slot. Drops and refusals are
+   logged as at most one WARNING summary per 10 s (see :mod:`earpiece.asr.admission`).
 
 Inputs (all synchronous, cheap, called on the event loop):
 
@@ -44,17 +50,20 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from earpiece.asr.admission import Admission, OverloadReport
 from earpiece.asr.filters import Verdict
 from earpiece.asr.runner import Runner
+from earpiece.asr.service_types import AsrMetrics as AsrMetrics
+from earpiece.asr.service_types import ServiceSettings as ServiceSettings
 from earpiece.asr.stream import (
     AsrStream,
     DecodeRequest,
     DecodeResult,
     Hypothesis,
-    StreamSettings,
 )
 from earpiece.bus import EventBus
-from earpiece.events import Party, SpeechSegment, Transcript
+from earpiece.events import AsrSkipped, Party, SpeechSegment, Transcript
+from earpiece.logs import call_id_var
 
 if TYPE_CHECKING:
     from earpiece.media.frames import AudioFrame, FrameHub
@@ -63,43 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    workers: int = 2
-    language: str = "en"  # or "auto": detected once per speaker
-    internal_vad: bool = True  # feed_frame without a speech flag runs the stream's own VAD
-    segments_from_bus: bool = False  # close utterances on SpeechSegment events from the bus
-    max_pending_finals: int = 32
-    overload_lag_s: float = 1.0
-    latency_window: int = 2000
-    idle_close_s: float = 300.0  # a stream not fed this long is closed (a lost CallEnded)
-    # CallEnded -> close the call's streams this much later, so that the media fork's flush
-    # (jitter buffer drain, last VAD segment), which follows CallEnded, still reaches them.
-    end_grace_s: float = 0.5
-    stream: StreamSettings = field(default_factory=StreamSettings)
-
-
-@dataclass(frozen=True)
-class AsrMetrics:
-    streams: int
-    workers: int
-    busy_workers: int
-    pending_finals: int
-    lag_s: float  # age of the oldest waiting final (0 when none waits)
-    max_lag_s: float
-    final_decodes: int
-    partial_decodes: int
-    finals_published: int
-    partials_published: int
-    dropped_finals: int
-    partials_skipped: int  # partials due but not decoded (overload or no spare worker)
-    filtered: dict[str, int]
-    final_latency_p50_s: float  # end-of-speech decision -> final published
-    final_latency_p95_s: float
-    decode_s: float  # worker seconds spent decoding
-    audio_s: float  # seconds of audio decoded by finals
 
 
 @dataclass
@@ -154,6 +126,8 @@ class AsrService:
         self._filtered: dict[str, int] = {}
         self._decode_s = 0.0
         self._audio_s = 0.0
+        self._admission = Admission(self.settings.max_streams)
+        self._report = OverloadReport(log)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -183,6 +157,7 @@ class AsrService:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._report_overload(force=True)
 
     async def drain(self) -> None:
         """Wait until no final waits and no decode runs."""
@@ -196,7 +171,8 @@ class AsrService:
     def open_stream(self, call_id: str, party: str, *, language: str | None = None,
                     offset_s: float = 0.0, internal_vad: bool | None = None) -> AsrStream:
         """Create (or return) the stream of (call, party); ``offset_s`` = stream start - call
-        start, added to every published time."""
+        start, added to every published time. An explicit open admits the call whatever the
+        load (audio alone goes through :meth:`admit`)."""
         key = (call_id, party)
         st = self._streams.get(key)
         if st is None:
@@ -209,6 +185,7 @@ class AsrService:
                 offset_s=offset_s,
             )
             st = self._streams[key] = _StreamState(stream, fed_at=self.clock())
+            self._admission.force(call_id)
         return st.stream
 
     def feed_frame(self, call_id: str, party: str, frame: npt.NDArray[np.int16], rate: int,
@@ -220,6 +197,8 @@ class AsrService:
         """
         st = self._streams.get((call_id, party))
         if st is None:
+            if not self.admit(call_id):
+                return
             self.open_stream(call_id, party, internal_vad=speech is None)
             st = self._streams[(call_id, party)]
         for req in st.stream.feed(frame, rate, t_s, speech):
@@ -229,6 +208,33 @@ class AsrService:
             self._kick()
         if now - self._last_sweep >= 10.0:
             self.sweep_idle(now)
+        if self._report.due(now):
+            self._report_overload(now)
+
+    def admit(self, call_id: str) -> bool:
+        """Whether ``call_id`` is transcribed: admitted now or before, or refused because the
+        admitted calls fill ``max_streams`` (reported once per call: an INFO line with its
+        call id, an :class:`~earpiece.events.AsrSkipped` event, the overload summary)."""
+        decision = self._admission.decide(call_id)
+        if decision == "refused_now":
+            token = call_id_var.set(call_id)
+            try:
+                log.info("ASR at capacity (%d calls admitted, max_streams %d): call %s is not "
+                         "transcribed",
+                         self._admission.admitted, self._admission.max_streams, call_id)
+            finally:
+                call_id_var.reset(token)
+            self._report.refused(call_id)
+            if self.bus is not None:
+                self.bus.publish(AsrSkipped(call_id=call_id, reason="capacity"))
+            self._report_overload()
+        return decision == "admitted"
+
+    def _report_overload(self, now: float | None = None, *, force: bool = False) -> None:
+        now = self.clock() if now is None else now
+        if force or self._report.due(now):
+            self._report.report(now, capacity=self._admission.max_streams,
+                                waiting=self._pending)
 
     def sweep_idle(self, now: float | None = None) -> int:
         """Close streams that were not fed for ``idle_close_s``; returns how many."""
@@ -263,6 +269,8 @@ class AsrService:
         ``final=True`` when it is complete (a final transcript follows)."""
         st = self._streams.get((call_id, party))
         if st is None:
+            if not self.admit(call_id):
+                return
             self.open_stream(call_id, party, internal_vad=False)
             st = self._streams[(call_id, party)]
         st.stream.feed(audio, rate, start_s, speech=True)
@@ -280,6 +288,8 @@ class AsrService:
                 self._enqueue_final(st, req)
             if st.finals:
                 self._closing.append(st)
+            if not any(k[0] == call_id for k in self._streams):
+                self._admission.release(call_id)  # its waiting finals are still decoded
 
     def close_call(self, call_id: str) -> None:
         """The call ended: an utterance still open on any of its streams is decoded as a final
@@ -292,6 +302,7 @@ class AsrService:
             self._ended.pop(next(iter(self._ended)))
         for key in [k for k in self._streams if k[0] == call_id]:
             self.close_stream(*key)
+        self._admission.release(call_id)
 
     def end_call(self, call_id: str) -> None:
         """``CallEnded``: close the call after ``end_grace_s`` (at once without a running
@@ -331,6 +342,8 @@ class AsrService:
             if frame.call_id in self._ended:
                 return  # a frame flushed after the call was closed
             if (frame.call_id, frame.party) not in self._streams:
+                if not self.admit(frame.call_id):
+                    return  # over capacity: the call is not transcribed
                 # Party stream time -> call time: the stream started (now - timestamp) ago.
                 started = self._call_started.get(frame.call_id)
                 offset = 0.0 if started is None else max(
@@ -366,8 +379,10 @@ class AsrService:
                 dropped = victim.finals.popleft()
                 self._pending -= 1
                 self._counts["dropped_finals"] += 1
-                log.warning("ASR overloaded: dropped a %.1f s final of %s/%s",
-                            dropped.duration_s, dropped.call_id, dropped.party)
+                log.debug("ASR overloaded: dropped a %.1f s final of %s/%s",
+                          dropped.duration_s, dropped.call_id, dropped.party)
+                self._report.dropped(dropped.call_id)
+                self._report_overload()
         st.finals.append(req)
         self._pending += 1
         if self._idle is not None:
@@ -500,7 +515,9 @@ class AsrService:
             partials_published=c["partials_published"], dropped_finals=c["dropped_finals"],
             partials_skipped=c["partials_skipped"], filtered=dict(self._filtered),
             final_latency_p50_s=p50, final_latency_p95_s=p95, decode_s=self._decode_s,
-            audio_s=self._audio_s,
+            audio_s=self._audio_s, max_streams=self._admission.max_streams,
+            admitted_calls=self._admission.admitted,
+            calls_refused=self._admission.refused_total,
         )
 
 
@@ -516,7 +533,12 @@ def build_service(settings: Any = None, *, bus: EventBus | None = None,
 
     asr: AsrSettings = settings if settings is not None else AsrSettings()
     loaded = load_model(asr)
-    svc = service or ServiceSettings(workers=loaded.num_workers, language=asr.language)
+    svc = service or ServiceSettings(
+        workers=loaded.num_workers, language=asr.language,
+        max_streams=asr.stream_capacity(loaded.num_workers, loaded.device))
+    if svc.max_streams:
+        log.info("ASR admits %d calls at once (max_streams %d); later calls are not "
+                 "transcribed until one ends", max(1, svc.max_streams // 2), svc.max_streams)
     return AsrService(WhisperRunner(WhisperDecoder(loaded)), bus=bus, settings=svc,
                       on_hypothesis=on_hypothesis)
 

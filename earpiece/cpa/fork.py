@@ -23,6 +23,20 @@ strategy) whether a call was judged answered by a human.
 
 The DSP costs ~0.1 ms per frame; with ``offload=True`` frames are analysed on one worker thread
 and results are published back on the event loop, so the loop never runs the FFTs itself.
+
+**Every answered call gets a post-answer verdict, whatever the load.** The event loop keeps the
+answered calls whose verdict is not published yet. When such a call ends, the detector's best
+guess (:meth:`~earpiece.cpa.detector.CallProgressDetector.finish`; ``unknown`` with rule
+``no_audio`` when no audio came after answer) is asked for; when its time is up
+(``verdict_timeout_s`` after answer: the detector's own longest wait plus a margin) the same is
+asked with ``reason`` ``time_up`` in the evidence. If the worker thread is behind (a stalled or
+overloaded detector, a queue of frames) and that answer does not arrive within
+``end_grace_s``, a stand-in ``CpaDecision`` is published at once: label ``unknown``, rule
+``no_verdict``, ``reason`` ``call_ended``/``time_up`` and the worker's ``backlog_frames``. A real
+verdict arriving later still replaces a stand-in (it is published too); any other second
+post-answer verdict is dropped (``stats.late_verdicts``). A call that ended or was decided feeds
+no more frames to the worker, and at most ``MAX_BACKLOG`` frames wait for it (more are dropped
+and counted), so an overloaded worker catches up instead of falling further behind.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -41,6 +56,7 @@ import numpy.typing as npt
 from earpiece.cpa.detector import CallProgressDetector, CpaOptions, CpaResult
 from earpiece.cpa.words import GreetingSnapshots, GreetingWords
 from earpiece.events import CallEnded, CallState, CallStateChanged, CpaDecision, Transcript
+from earpiece.logs import call_id_var
 
 if TYPE_CHECKING:
     from earpiece.asr.settings import AsrSettings
@@ -51,6 +67,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VerdictSink = Callable[[str, str, str], bool]
+
+#: Rule of the stand-in verdict published when the detector did not answer in time.
+STAND_IN_RULE = "no_verdict"
+#: Seconds beyond the detector's own longest wait after answer before its time is up.
+VERDICT_MARGIN_S = 3.0
 
 
 def options_from_settings(settings: CpaSettings) -> CpaOptions:
@@ -93,8 +114,25 @@ class _CallCpa:
 
 
 @dataclass
+class _Awaiting:
+    """Event-loop side: an answered call whose post-answer verdict is not published yet."""
+
+    since: float  # time.monotonic() at answer (or at the end, if the answer was not seen)
+    timer: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+@dataclass
 class CpaStats:
     frames: int = 0
+    skipped_frames: int = 0  # not analysed: the call ended or its verdict is in
+    dropped_frames: int = 0  # not analysed: MAX_BACKLOG frames already waited for the worker
+    stand_ins: int = 0  # "unknown" verdicts published because the detector did not answer
+    late_verdicts: int = 0  # a second post-answer verdict (after a real one), not published
     ignored_frames: int = 0
     decisions: int = 0
     malformed: int = 0
@@ -111,14 +149,30 @@ class CpaFork:
     #: greeting snapshots waiting for the recogniser at most; more calls answered at once than
     #: it keeps up with get their later snapshots skipped (timing decides them), not queued
     MAX_WORDS_QUEUE = 4
+    #: frames waiting for the worker thread at most (~30 s of 20 calls); more are dropped
+    MAX_BACKLOG = 30_000
 
     def __init__(self, bus: EventBus, *, options: CpaOptions | None = None,
                  record_audio_verdict: VerdictSink | None = None, offload: bool = False,
                  loop: asyncio.AbstractEventLoop | None = None,
-                 words: GreetingWords | None = None) -> None:
+                 words: GreetingWords | None = None, end_grace_s: float = 1.0,
+                 verdict_timeout_s: float | None = None) -> None:
         self.bus = bus
         base = options or CpaOptions()
         self.options = CpaOptions(**{**base.__dict__, "phase": "pre_answer"})
+        o = self.options
+        #: seconds after answer until an undecided call's verdict is forced
+        self.verdict_timeout_s = verdict_timeout_s if verdict_timeout_s is not None else (
+            max(o.max_s + o.human_silence_s, o.silence_timeout_s, o.tone_max_s)
+            + VERDICT_MARGIN_S)
+        #: seconds the worker thread gets to answer before a stand-in verdict is published
+        self.end_grace_s = end_grace_s
+        self._awaiting: dict[str, _Awaiting] = {}  # event loop only
+        self._final: dict[str, bool] = {}  # post-answer verdict published: True = stand-in
+        self._ended: dict[str, None] = {}  # calls ended: later frames are not analysed
+        self._backlog = 0  # frames submitted to the worker and not started
+        self._backlog_lock = threading.Lock()
+        self._backlog_warned = False
         self.record_audio_verdict = record_audio_verdict
         self.stats = CpaStats()
         self._calls: dict[str, _CallCpa] = {}
@@ -155,6 +209,8 @@ class CpaFork:
             unsub()
         self._unsubscribe = []
         self._stopped = True
+        for waiting in self._awaiting.values():
+            waiting.cancel()
         if self._words_executor is not None:  # a running decode ends on its own, unheard
             self._words_executor.shutdown(wait=False, cancel_futures=True)
             self._words_executor = None
@@ -185,20 +241,109 @@ class CpaFork:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
             self.stats.malformed += 1
             return
+        if call_id in self._ended or self._final.get(call_id) is False:
+            self.stats.skipped_frames += 1  # nothing left to decide
+            return
         self.stats.frames += 1
         if self._executor is None:
             self._process(call_id, frame)
-        else:
-            self._executor.submit(self._process_offloaded, call_id, frame.copy())
+            return
+        with self._backlog_lock:
+            full = self._backlog >= self.MAX_BACKLOG
+            if not full:
+                self._backlog += 1
+        if full:
+            self.stats.dropped_frames += 1
+            if not self._backlog_warned:
+                self._backlog_warned = True
+                log.warning("CPA worker %d frames behind: frames are dropped until it catches "
+                            "up (undecided calls get their verdict when time is up)",
+                            self.MAX_BACKLOG)
+            return
+        self._executor.submit(self._process_offloaded, call_id, frame.copy())
 
     def _on_state(self, ev: CallStateChanged) -> None:
-        if ev.new != CallState.ANSWERED:
+        if ev.new != CallState.ANSWERED or ev.call_id in self._ended:
             return
         self._answered.add(ev.call_id)
+        self._await_verdict(ev.call_id)
         self._run(self._answer, ev.call_id)
 
     def _on_ended(self, ev: CallEnded) -> None:
-        self._run(self._end, ev.call_id)
+        call_id = ev.call_id
+        self._ended[call_id] = None
+        while len(self._ended) > self.MAX_REMEMBERED:
+            del self._ended[next(iter(self._ended))]
+        if ev.outcome == CallState.ANSWERED:  # answered, even if the state change was missed
+            self._await_verdict(call_id)
+        self._settle(call_id, "call_ended", self._end)
+
+    # ---- every answered call gets a verdict (event loop side) --------------------------------
+    @staticmethod
+    def _timer_loop() -> asyncio.AbstractEventLoop | None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
+    def _await_verdict(self, call_id: str) -> None:
+        """Track the answered ``call_id`` until its post-answer verdict is published."""
+        if call_id in self._final or call_id in self._awaiting:
+            return
+        waiting = self._awaiting[call_id] = _Awaiting(time.monotonic())
+        loop = self._timer_loop()
+        if loop is not None:
+            waiting.timer = loop.call_later(self.verdict_timeout_s, self._time_up, call_id)
+        while len(self._awaiting) > self.MAX_REMEMBERED:
+            self._awaiting.pop(next(iter(self._awaiting))).cancel()
+
+    def _time_up(self, call_id: str) -> None:
+        waiting = self._awaiting.get(call_id)
+        if waiting is None or self._stopped:
+            return
+        waiting.timer = None
+        self._settle(call_id, "time_up",
+                     lambda cid: self._finish(cid, "time_up"))
+
+    def _settle(self, call_id: str, reason: str,
+                job: Callable[[str], list[tuple[str, CpaResult]]]) -> None:
+        """Run ``job`` (the call's end, or its time being up) on the worker; if the call is
+        still undecided after it (synchronous) or ``end_grace_s`` later (offloaded), publish a
+        stand-in verdict."""
+        waiting = self._awaiting.get(call_id)
+        if waiting is not None:
+            waiting.cancel()
+        try:
+            self._run(job, call_id)
+        except RuntimeError:  # the worker was shut down: the stand-in below still comes
+            pass
+        waiting = self._awaiting.get(call_id)
+        if waiting is None:
+            return  # decided (synchronously), or not an answered call
+        loop = self._timer_loop()
+        if self._executor is None or loop is None or self._stopped:
+            self._stand_in(call_id, reason)
+        else:
+            waiting.timer = loop.call_later(self.end_grace_s, self._stand_in, call_id, reason)
+
+    def _stand_in(self, call_id: str, reason: str) -> None:
+        waiting = self._awaiting.get(call_id)
+        if waiting is None:
+            return
+        waiting.timer = None
+        self.stats.stand_ins += 1
+        with self._backlog_lock:
+            backlog = self._backlog
+        token = call_id_var.set(call_id)
+        try:
+            log.info("CPA: no verdict for answered call %s (%s, %d frames waiting for the "
+                     "detector): published unknown", call_id, reason, backlog)
+        finally:
+            call_id_var.reset(token)
+        r = CpaResult("unknown", 0.0, round(time.monotonic() - waiting.since, 3),
+                      {"rule": STAND_IN_RULE, "phase": "post_answer", "reason": reason,
+                       "backlog_frames": backlog})
+        self._emit([(call_id, r)])
 
     def _on_transcript(self, ev: Transcript) -> None:
         if ev.party != "customer" or not ev.text.strip():
@@ -216,11 +361,16 @@ class CpaFork:
             fut.add_done_callback(self._done)
 
     def _done(self, fut: concurrent.futures.Future[list[tuple[str, CpaResult]]]) -> None:
+        if fut.cancelled():
+            return
         try:
             out = fut.result()
         except (ValueError, TypeError, IndexError) as exc:
             self.stats.malformed += 1
             log.warning("CPA failed: %s", exc)
+            return
+        except Exception:  # the call's stand-in verdict still comes when it ends or times out
+            log.exception("CPA failed")
             return
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._emit, out)
@@ -243,6 +393,10 @@ class CpaFork:
         self._emit(self._feed(call_id, frame))
 
     def _process_offloaded(self, call_id: str, frame: npt.NDArray[np.int16]) -> None:
+        with self._backlog_lock:
+            self._backlog -= 1
+            if self._backlog_warned and self._backlog < self.MAX_BACKLOG // 2:
+                self._backlog_warned = False
         out = self._feed(call_id, frame)
         if out:
             if self._loop is not None:
@@ -353,20 +507,47 @@ class CpaFork:
 
     def _end(self, call_id: str) -> list[tuple[str, CpaResult]]:
         st = self._calls.pop(call_id, None)
+        answered = call_id in self._answered
         self._answered.discard(call_id)
-        if st is None:
-            return []
+        if st is None or not st.answered:
+            # answered but no audio reached the detector: say so (the loop side publishes a
+            # stand-in for a call whose answer the detector never heard)
+            return [(call_id, _no_audio(0.0, "call_ended"))] if answered and st is None else []
         det = st.detector
-        if st.answered and det.result is None and det.frames > 0:
-            return [(call_id, det.finish())]
-        return []
+        if det.result is not None:
+            return []
+        if det.t <= 0.0:  # answered, then nothing more came
+            return [(call_id, _no_audio(0.0, "call_ended"))]
+        return [(call_id, det.finish())]
+
+    def _finish(self, call_id: str, reason: str) -> list[tuple[str, CpaResult]]:
+        """Time is up for an answered call: the detector's best guess now."""
+        st = self._calls.get(call_id)
+        if st is None or not st.answered or st.detector.result is not None:
+            return []  # decided meanwhile, or nothing to ask: the stand-in follows
+        det = st.detector
+        r = _no_audio(det.t, reason) if det.t <= 0.0 else det.finish()
+        det.result = r = CpaResult(r.label, r.confidence, r.decision_s,
+                                   {**r.evidence, "reason": reason})
+        return [(call_id, r)]
 
     # ---- outputs (on the event loop) ---------------------------------------------------------
     def _emit(self, out: list[tuple[str, CpaResult]]) -> None:
         for call_id, r in out:
-            self.stats.decisions += 1
             rule = str(r.evidence.get("rule", ""))
             phase = str(r.evidence.get("phase", ""))
+            if phase == "post_answer":
+                stand_in = self._final.get(call_id)
+                if stand_in is False or (stand_in and r.label == "unknown"):
+                    self.stats.late_verdicts += 1  # one verdict per call (a stand-in may be
+                    continue  # replaced by a real one)
+                self._final[call_id] = rule == STAND_IN_RULE
+                while len(self._final) > self.MAX_REMEMBERED:
+                    del self._final[next(iter(self._final))]
+                waiting = self._awaiting.pop(call_id, None)
+                if waiting is not None:
+                    waiting.cancel()
+            self.stats.decisions += 1
             if phase == "post_answer" and r.label in ("human", "machine", "fax", "silence"):
                 self._human[call_id] = r.label == "human"
                 while len(self._human) > self.MAX_REMEMBERED:
@@ -383,3 +564,9 @@ class CpaFork:
 
     def forget(self, call_id: str) -> None:
         self._human.pop(call_id, None)
+
+
+def _no_audio(t: float, reason: str) -> CpaResult:
+    """The verdict of an answered call whose audio never reached the detector after answer."""
+    return CpaResult("unknown", 0.0, round(t, 3),
+                     {"rule": "no_audio", "phase": "post_answer", "reason": reason})
