@@ -63,6 +63,7 @@ class Service:
         self.media: Any = None  # earpiece.media.fork.MediaFork when media is on
         self.hub: Any = None  # earpiece.media.frames.FrameHub
         self.cpa: Any = None  # earpiece.cpa.fork.CpaFork
+        self.asr: Any = None  # earpiece.asr.service.AsrService
         self.resyncs = {"ami": 0, "ari": 0}
         self.lock: InstanceLock | None = None
         # Set by the first AMI resync: the first ARI resync waits for it, since AMI's linkedids
@@ -168,7 +169,10 @@ class Service:
         if s.asr.enabled:
             from earpiece.asr.service import start_asr
 
-            self._cleanups.append(await start_asr(self.bus, self.hub, s.asr))
+            def keep(svc: Any) -> None:
+                self.asr = svc
+
+            self._cleanups.append(await start_asr(self.bus, self.hub, s.asr, on_started=keep))
 
     def _start_cpa(self) -> None:
         """Call-progress / answering-machine detection on each customer's audio."""

@@ -544,7 +544,9 @@ def build_service(settings: Any = None, *, bus: EventBus | None = None,
 
 
 async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None, *,
-                    stop_drain_s: float = 5.0) -> Callable[[], Awaitable[None]]:
+                    stop_drain_s: float = 5.0,
+                    on_started: Callable[[AsrService], None] | None = None,
+                    ) -> Callable[[], Awaitable[None]]:
     """Wire streaming recognition into a running service; returns an async ``stop``.
 
     Loads the configured model in a thread (the loop stays free), starts the workers, takes
@@ -552,9 +554,9 @@ async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None, *,
     publishes :class:`~earpiece.events.Transcript` events on ``bus``, and closes a call's
     streams on its :class:`~earpiece.events.CallEnded` (after ``end_grace_s``; an utterance
     still open is decoded as a final). ``stop`` decodes open utterances too, waiting at most
-    ``stop_drain_s`` for the finals. Word times are relative to the call's
-    :class:`~earpiece.events.CallStarted` (to the party's stream start if that was not seen).
-    A call tagged ``language=zh`` (on
+    ``stop_drain_s`` for the finals; ``on_started`` gets the running :class:`AsrService`.
+    Word times are relative to the call's :class:`~earpiece.events.CallStarted` (to the
+    party's stream start if that was not seen). A call tagged ``language=zh`` (on
     ``CallStarted`` or ``CallTagged``, e.g. from the dialplan hook) is recognised in that
     language instead of the configured one.
     """
@@ -562,6 +564,8 @@ async def start_asr(bus: EventBus, hub: FrameHub, settings: Any = None, *,
 
     svc = await asyncio.to_thread(build_service, settings, bus=bus)
     await svc.start()
+    if on_started is not None:  # e.g. the service's metrics read svc.metrics()
+        on_started(svc)
     detach = svc.attach_hub(hub)
 
     def on_tags(ev: CallStarted | CallTagged) -> None:
