@@ -163,7 +163,10 @@ class Service:
                                recorder=recorder)
         await self.media.start()
         self._cleanups.append(self.media.stop)
-        self.media.schedule_resync(self.registry.calls.values())  # calls live at our start
+        # a killed predecessor's bridges/snoops/externalMedia first (the instance lock makes
+        # every helper of our app its), then fresh forks for the calls live at our start
+        await self.media.clean_leftovers()
+        self.media.schedule_resync(self.registry.calls.values())
         if s.cpa.enabled:
             self._start_cpa()
         if s.asr.enabled:

@@ -366,7 +366,7 @@ CALLS: list[tuple[str, Callable[[AriClient], Awaitable[Any]], int, str, str, str
     ("ping", lambda c: c.ping(), 200, PING, "GET", "/ari/asterisk/ping"),
 ]  # fmt: skip
 
-LIFECYCLE = {"start", "close", "wait_connected", "request"}
+LIFECYCLE = {"start", "close", "wait_connected", "request", "app_taken", "ensure_app_free"}
 
 _SAMPLE_FRAMES = [
     '{"type":"StasisEnd","application":"assist","timestamp":"2026-11-23T15:28:34.675+0000",'

@@ -28,6 +28,16 @@ of the request that caused it (``StasisStart`` of a snoop before its 200,
 ``ChannelEnteredBridge`` before the ``addChannel`` 204, ``ChannelHangupRequest`` before the
 ``DELETE`` 204). Consumers must not assume the REST call returned first.
 
+Application takeover (recorded: ``faults/ari/ari_app_replaced``): a second websocket for the
+same app takes the app over; the first one gets one ``ApplicationReplaced`` event and then
+nothing, although it stays open, and it does not get the app back by itself. The client then
+logs an ERROR, reports :attr:`AriClient.app_owned` ``False`` and counts ``app_lost``; it never
+fights a live holder: every ``app_poll_s`` it asks ``GET /applications/{app}`` and, once that
+answers 404 (the other websocket left), closes its silent websocket and reconnects at once,
+which registers the app again and runs ``on_connected()`` (``app_regained``). Before its first
+connect, :meth:`AriClient.start` with ``refuse_if_taken=True`` raises
+:class:`AriAppInUseError` when another websocket holds the app for ``app_free_wait_s``.
+
 The typed REST operations and the query/path encoding are in :mod:`earpiece.agi.ari_rest`
 (:class:`~earpiece.agi.ari_rest.AriRestApi`, inherited by :class:`AriClient`).
 
@@ -67,6 +77,11 @@ ConnectedCallback = Callable[[], Awaitable[None]]
 
 #: A connection that stayed up this long resets the reconnect backoff to its initial delay.
 STABLE_CONNECTION_S = 5.0
+#: After a takeover: how often to ask whether the other websocket released our app.
+APP_POLL_S = 2.0
+#: ``start(refuse_if_taken=True)``: how long a holder may take to go (a just-killed
+#: predecessor whose websocket Asterisk has not dropped yet) before the start is refused.
+APP_FREE_WAIT_S = 2.0
 
 
 class AriHttpError(PbxError):
@@ -92,6 +107,17 @@ class AriConflictError(AriHttpError):
     """409: e.g. the channel is not in a Stasis application, or the id already exists."""
 
 
+class AriAppInUseError(PbxError):
+    """Another websocket holds our Stasis application (another Earpiece?)."""
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+        super().__init__(
+            f"ARI app {app!r} is in use by another websocket (another Earpiece?); "
+            "stop it or set ari.app"
+        )
+
+
 def _http_error(method: str, path: str, status: int, message: str) -> AriHttpError:
     if status == 401:
         return AriAuthError(method, path, status, message)
@@ -114,6 +140,8 @@ class AriClientStats:
     events: int = 0
     malformed_frames: int = 0
     handler_errors: int = 0
+    app_lost: int = 0  # ApplicationReplaced: another websocket took our app over
+    app_regained: int = 0  # reconnects that took the app back once it was free
     last_error: str = ""
 
 
@@ -128,6 +156,8 @@ class AriClient(AriRestApi):
         on_connected: ConnectedCallback | None = None,
         session: aiohttp.ClientSession | None = None,
         heartbeat_s: float | None = 20.0,
+        app_poll_s: float | None = None,
+        app_free_wait_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.on_event = on_event
@@ -139,6 +169,8 @@ class AriClient(AriRestApi):
             "Authorization": aiohttp.encode_basic_auth(settings.username, settings.password.get())
         }
         self._heartbeat_s = heartbeat_s
+        self.app_poll_s = APP_POLL_S if app_poll_s is None else app_poll_s
+        self.app_free_wait_s = APP_FREE_WAIT_S if app_free_wait_s is None else app_free_wait_s
         base = URL(settings.url.rstrip("/"))
         self._log_base = str(base.with_user(None).with_password(None))
         self._base = self._log_base if self._log_base.endswith("/ari") else self._log_base + "/ari"
@@ -148,6 +180,10 @@ class AriClient(AriRestApi):
         self._connected = asyncio.Event()
         self._closing = False
         self._last_failure: PbxError | None = None
+        self._app_owned = False
+        self._app_lost = False  # taken over and not yet regained
+        self._regain_now = False  # our silent websocket was closed to take the app back
+        self._watch: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -156,13 +192,57 @@ class AriClient(AriRestApi):
         """True while the events websocket is open."""
         return self._connected.is_set()
 
-    async def start(self) -> None:
-        """Start the events websocket task (returns at once; see :meth:`wait_connected`)."""
+    @property
+    def app_owned(self) -> bool:
+        """True while the events websocket is open and holds ``settings.app`` (False after an
+        ``ApplicationReplaced`` until the app is taken back)."""
+        return self._app_owned and self.connected
+
+    async def start(self, *, refuse_if_taken: bool = False) -> None:
+        """Start the events websocket task (returns at once; see :meth:`wait_connected`).
+
+        With ``refuse_if_taken``, first raise :class:`AriAppInUseError` when another websocket
+        holds the app (see :meth:`ensure_app_free`), instead of taking it over.
+        """
         if self._closing:
             raise PbxError("AriClient was closed")
         self._ensure_session()
         if self._task is None or self._task.done():
+            if refuse_if_taken:
+                await self.ensure_app_free()
             self._task = asyncio.create_task(self._run_events(), name="ari-events")
+
+    async def app_taken(self) -> bool:
+        """Whether a websocket holds ``settings.app`` now (``GET /applications/{app}``: 200;
+        404 means free). While :attr:`app_owned`, that websocket is this client's own."""
+        try:
+            await self.get_application(self.settings.app)
+        except AriNotFoundError:
+            return False
+        return True
+
+    async def ensure_app_free(self, wait_s: float | None = None) -> None:
+        """Raise :class:`AriAppInUseError` if another websocket still holds the app after
+        ``wait_s`` (default ``app_free_wait_s``). Call it before connecting. When ARI cannot
+        answer (down, 401), the check is skipped: connecting reports that failure."""
+        app = self.settings.app
+        deadline = time.monotonic() + (self.app_free_wait_s if wait_s is None else wait_s)
+        logged = False
+        while True:
+            try:
+                taken = await self.app_taken()
+            except PbxError as exc:
+                logger.debug("ARI application %r check skipped: %s", app, exc)
+                return
+            if not taken:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AriAppInUseError(app)
+            if not logged:
+                logged = True
+                logger.info("ARI application %r is held by another websocket; waiting", app)
+            await asyncio.sleep(min(0.25, remaining))
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
         """Wait until the websocket is open; on timeout raise the last failure seen.
@@ -194,10 +274,12 @@ class AriClient(AriRestApi):
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+        await self._stop_watch()
         ws, self._ws = self._ws, None
         if ws is not None and not ws.closed:
             await ws.close()
         self._connected.clear()
+        self._app_owned = False
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -297,6 +379,10 @@ class AriClient(AriRestApi):
         attempt = 0
         url = self.events_url()
         while not self._closing:
+            if self._app_lost:  # never take the app from a live holder
+                await self._wait_app_free()
+                if self._closing:
+                    break
             try:
                 stable = await self._connect_and_serve(url)
             except Exception:  # a bug here must not end the reconnect loop
@@ -305,6 +391,10 @@ class AriClient(AriRestApi):
                 logger.exception("ARI events loop failed; reconnecting")
             if self._closing:
                 break
+            if self._regain_now:  # our app is free again: take it back at once
+                self._regain_now = False
+                attempt = 0
+                continue
             if stable:
                 attempt = 0
             delay = self.backoff_delay(attempt)
@@ -326,10 +416,15 @@ class AriClient(AriRestApi):
         finally:
             self._ws = None
             self._connected.clear()
+            self._app_owned = False
             self.stats.disconnects += 1
+            await self._stop_watch()
             if not ws.closed:
                 await ws.close()
-        if not self._closing:
+        if self._regain_now:
+            logger.warning("ARI application %r is free again; reconnecting to take it back",
+                           self.settings.app)
+        elif not self._closing:
             logger.warning("ARI events websocket closed (code %s); reconnecting", ws.close_code)
         return time.monotonic() - started >= STABLE_CONNECTION_S
 
@@ -372,7 +467,12 @@ class AriClient(AriRestApi):
         self._ws = ws
         self.stats.connects += 1
         self._last_failure = None
+        self._app_owned = True  # a new websocket registers the app to us
         self._connected.set()
+        if self._app_lost:
+            self._app_lost = False
+            self.stats.app_regained += 1
+            logger.warning("ARI application %r regained; resynchronising", self.settings.app)
         logger.info(
             "ARI events websocket connected to %s (app=%s, subscribeAll=%s)",
             self._log_base,
@@ -410,16 +510,60 @@ class AriClient(AriRestApi):
             return
         self.stats.events += 1
         if event.type == "ApplicationReplaced":
-            logger.warning(
-                "ARI application %r was taken over by another websocket; no more events",
-                event.application,
-            )
+            self._app_replaced(event.application)
         if self.on_event is not None:
             try:
                 self.on_event(event)
             except Exception:
                 self.stats.handler_errors += 1
                 logger.exception("ARI on_event callback failed for %s", event.type)
+
+    def _app_replaced(self, app: str) -> None:
+        """``ApplicationReplaced``: no more events here; wait for the app to be free."""
+        if self._app_lost:
+            return  # a repeated event
+        self._app_owned = False
+        self._app_lost = True
+        self.stats.app_lost += 1
+        self.stats.last_error = f"ARI application {app or self.settings.app!r} taken over"
+        logger.error(
+            "ARI application %r was taken over by another websocket (a second Earpiece or "
+            "another ARI client with the same app?): no events, media forks, transcripts or "
+            "AMD verdicts until it is free again; checking every %g s",
+            app or self.settings.app,
+            self.app_poll_s,
+        )
+        ws = self._ws
+        if ws is None or (self._watch is not None and not self._watch.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._watch = loop.create_task(self._regain_when_free(ws), name="ari-app-regain")
+
+    async def _wait_app_free(self) -> None:
+        """Return once no websocket holds our app (404), asking every ``app_poll_s``."""
+        while not self._closing:
+            try:
+                if not await self.app_taken():
+                    return
+            except PbxError as exc:
+                logger.debug("ARI application %r check failed: %s", self.settings.app, exc)
+            await asyncio.sleep(self.app_poll_s)
+
+    async def _regain_when_free(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        await self._wait_app_free()
+        if self._closing or ws.closed:
+            return
+        self._regain_now = True
+        await ws.close()  # ends _serve; _run_events reconnects at once
+
+    async def _stop_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None and not watch.done() and watch is not asyncio.current_task():
+            watch.cancel()
+            await asyncio.wait([watch])
 
     def dispatch_text(self, text: str) -> None:
         """Handle one websocket text frame as if received (counted like a real frame)."""

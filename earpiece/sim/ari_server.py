@@ -7,6 +7,9 @@ Stasis for X, of channels and bridges X created (originate with ``app``, externa
 ``POST /bridges``), and, with ``subscribeAll=true``, every channel, bridge and device-state
 event. Snoop channels and channels that entered Stasis from the dialplan lose the
 subscription at ``StasisEnd`` (so no ``ChannelDestroyed`` for them on a plain subscription).
+Each app's events go to the websocket that holds it, the newest one that asked for it
+(:mod:`earpiece.sim.ari_apps`: ``ApplicationReplaced``, and channels sent to an app without a
+websocket hang up at once).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from earpiece.sim.ari_apps import AppOwners, EventSocket, dumps, vanish
 from earpiece.sim.engine import Engine, OriginateRequest, parse_callerid
 from earpiece.sim.faults import Faults
 from earpiece.sim.model import UP, Channel, wall_ts
@@ -44,10 +47,6 @@ MISSING_APP_HTML = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
 def json_response(obj: Any, status: int = 200, reason: str | None = None,
                   headers: dict[str, str] | None = None) -> web.Response:
     hdrs = {"Cache-Control": "no-cache, no-store", "Content-Type": "application/json"}
@@ -64,16 +63,6 @@ def no_content() -> web.Response:
     return web.Response(status=204, headers={"Cache-Control": "no-cache, no-store"})
 
 
-@dataclass(eq=False)
-class EventSocket:
-    ws: web.WebSocketResponse
-    apps: list[str]
-    subscribe_all: bool
-    transport: asyncio.BaseTransport | None = None
-    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
-    sent: int = 0
-
-
 class AriServer:
     def __init__(self, engine: Engine, credentials: Credentials, *, host: str = "127.0.0.1",
                  port: int = 0, faults: Faults | None = None) -> None:
@@ -83,6 +72,7 @@ class AriServer:
         self.port = port
         self.faults = faults or Faults()
         self.sockets: set[EventSocket] = set()
+        self.owners = AppOwners(engine.asterisk_id)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._ws_tasks: set[asyncio.Task[Any]] = set()
@@ -154,6 +144,7 @@ class AriServer:
         for sock in list(self.sockets):
             n += 1
             self.sockets.discard(sock)
+            self.owners.unregister(sock)
             if isinstance(sock.transport, asyncio.Transport):
                 sock.transport.abort()
             sock.queue.put_nowait(None)
@@ -229,6 +220,8 @@ class AriServer:
     def _on_event(self, event: dict[str, Any], apps: set[str]) -> None:
         for sock in list(self.sockets):
             for app in sock.apps:
+                if not self.owners.owns(sock, app):
+                    continue  # replaced by a newer websocket: silent
                 if not (sock.subscribe_all or app in apps):
                     continue
                 if event["type"] == "DeviceStateChanged":
@@ -268,12 +261,7 @@ class AriServer:
                               "asterisk_id": self.engine.asterisk_id})
 
     def _registered_apps(self) -> list[str]:
-        seen: list[str] = []
-        for sock in self.sockets:
-            for app in sock.apps:
-                if app not in seen:
-                    seen.append(app)
-        return seen
+        return self.owners.apps()
 
     def _app_json(self, name: str) -> dict[str, Any]:
         chans = [c.id for c in self.engine.channels() if name in c.apps()]
@@ -356,7 +344,10 @@ class AriServer:
         ch = self.engine.external_media(app=app, external_host=host, fmt=fmt, channel_id=cid,
                                         variables=variables)
         body = ch.ari_json(with_vars=True)
-        asyncio.get_running_loop().call_soon(self.engine.external_media_answer, ch, app)
+        if app not in self.owners:
+            vanish(self.engine, ch)  # recorded: 200, then the channel is gone
+        else:
+            asyncio.get_running_loop().call_soon(self.engine.external_media_answer, ch, app)
         return json_response(body)
 
     async def hangup(self, request: web.Request) -> web.Response:
@@ -382,7 +373,7 @@ class AriServer:
 
     async def snoop(self, request: web.Request) -> web.Response:
         target = self._channel(request)
-        if target is None:
+        if target is None or target.doomed:  # a Local originate failing at once: 404
             return error(404, "Provided channel was not found", "Channel Not Found")
         params, _ = await self._params(request)
         spy = params.get("spy", "none")
@@ -400,7 +391,10 @@ class AriServer:
             return error(409, "Channel with given unique ID already exists")
         ch = self.engine.snoop(target, spy=spy, whisper=whisper, app=app,
                                app_args=params.get("appArgs", ""), snoop_id=snoop_id)
-        return json_response(ch.ari_json())
+        body = ch.ari_json()
+        if app not in self.owners:
+            vanish(self.engine, ch)  # recorded: 200, then the channel is gone
+        return json_response(body)
 
     async def play(self, request: web.Request) -> web.Response:
         ch = self._channel(request)
@@ -553,6 +547,7 @@ class AriServer:
         sock = EventSocket(ws=ws, apps=apps, subscribe_all=subscribe_all,
                            transport=request.transport)
         self.sockets.add(sock)
+        self.owners.register(sock)  # an older socket of the same app gets ApplicationReplaced
         task = asyncio.current_task()
         if task is not None:
             self._ws_tasks.add(task)
@@ -565,6 +560,7 @@ class AriServer:
             pass
         finally:
             self.sockets.discard(sock)
+            self.owners.unregister(sock)
             sock.queue.put_nowait(None)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -592,4 +588,4 @@ class AriServer:
                 await sock.ws.close()
 
 
-__all__ = ["AriServer", "dumps"]
+__all__ = ["AriServer", "EventSocket", "dumps"]
