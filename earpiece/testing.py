@@ -9,14 +9,17 @@ RTP sender. Example::
 
     async with Simulator(load_scenario("twenty"), faults=Faults(rtp_loss=0.02)) as sim:
         ...  # point earpiece (or your own AMI/ARI client) at sim.ami_port / sim.ari_url
-        await sim.restart_ami()
+        await sim.restart_ami()          # the AMI listener bounces, calls stay up
+        await sim.faults.pbx_restart()   # `core restart now`: calls gone, refused, 404, 503
+        await sim.faults.pbx_restart(graceful=True, down_s=0.2)  # after the last call
 """
 
 from __future__ import annotations
 
-from earpiece.sim.faults import Faults
+from earpiece.sim.faults import Faults, RestartPlan
 from earpiece.sim.model import OriginateRequest
 from earpiece.sim.scenario import Scenario, load_scenario
 from earpiece.sim.simulator import Simulator
 
-__all__ = ["Faults", "OriginateRequest", "Scenario", "Simulator", "load_scenario"]
+__all__ = ["Faults", "OriginateRequest", "RestartPlan", "Scenario", "Simulator",
+           "load_scenario"]

@@ -78,6 +78,8 @@ class ChannelEvents:
     started_wall: float
     device_states: dict[str, str]
     _stopping: bool
+    shutting_down: bool  # `core restart` issued: the dialer stops, AMI Originate is refused
+    fully_booted: bool  # False while the simulated Asterisk boots (no FullyBooted at login)
 
     # --- clock -----------------------------------------------------------------------------
     def sample_now(self) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 from earpiece.sim.channel_events import AmiListener, AriListener, MediaHub
 from earpiece.sim.local_calls import LocalCalls
+from earpiece.sim.local_dialer import LocalDialer
 from earpiece.sim.model import (
     AudioTrack,
     Bridge,
@@ -71,7 +72,11 @@ class Engine(PjsipCalls):
         self.started_wall = time.time()
         self.device_states: dict[str, str] = {}
         self._stopping = False
+        self.shutting_down = False
+        self.fully_booted = True
         self.local = LocalCalls(self)
+        self.local_dialer = LocalDialer(self)
+        self.local.dialer = self.local_dialer
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -84,7 +89,7 @@ class Engine(PjsipCalls):
         await asyncio.sleep(plan.start_after_s)
         name, num = parse_callerid(plan.callerid)
         for i, endpoint in enumerate(plan.calls, 1):
-            if self._stopping:
+            if self._stopping or self.shutting_down:
                 return
             self.originate(OriginateRequest(
                 channel=f"PJSIP/{endpoint}", context=self.scenario.dialplan.context,

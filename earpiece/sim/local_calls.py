@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from earpiece.sim import audio
 from earpiece.sim.model import (
@@ -31,6 +31,18 @@ if TYPE_CHECKING:
     from earpiece.sim.bridging import Bridging
 
 log = logging.getLogger(__name__)
+FAILING = ("invalid", "busy", "congestion")
+
+
+class DialerLeg(Protocol):
+    """What ``;1`` runs in ``[dialer] agent`` (:class:`~earpiece.sim.local_dialer.LocalDialer`)."""
+
+    def wants(self, req: OriginateRequest) -> bool: ...
+
+    async def dial(self, one: Channel, two: Channel, req: OriginateRequest,
+                   outcome: OriginateOutcome) -> None: ...
+
+    def end(self, one: Channel, two: Channel, *, restart: bool) -> bool: ...
 
 
 class LocalCalls:
@@ -38,6 +50,7 @@ class LocalCalls:
 
     def __init__(self, engine: Bridging) -> None:
         self.engine = engine
+        self.dialer: DialerLeg | None = None
 
     async def run(self, req: OriginateRequest, outcome: OriginateOutcome,
                          done: asyncio.Future[bool],
@@ -108,10 +121,19 @@ class LocalCalls:
                                                                                ep.outcome))
         outcome.scripted = script if ep is None else ep.outcome
         outcome.answered_by = ep.answered_by if ep is not None else ""
+        dialer = self.dialer is not None and self.dialer.wants(req)
         await asyncio.sleep(0.0005)
         if pair is None:
             self._created(one, two)
+        if script in FAILING:
+            # fails within a few ms, without media: a snoop on either half is refused (404)
+            # even before ChannelDestroyed (captures/faults local_dialer_busy, ...)
+            one.doomed = two.doomed = True
+            await asyncio.sleep(0.002)
         if script == "invalid":
+            if req.callerid_num or req.callerid_name:
+                for half in (one, two):
+                    self._callerid(half, req)
             e._hangup_final(two, 0)
             e._hangup_final(one, 0)
             e._originate_response(req, outcome, False, 0, None)
@@ -122,18 +144,7 @@ class LocalCalls:
             for name, value in req.variables:
                 e.set_var(half, name, value)
             if req.callerid_num or req.callerid_name:
-                half.caller_num, half.caller_name = req.callerid_num, req.callerid_name
-                if half is two:
-                    half.connected_num = req.callerid_num
-                    half.connected_name = req.callerid_name
-                e.ami("NewCallerid", "call", [*half.ami_block(), (
-                    "CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
-                e._ari_ch("ChannelCallerId", half, before={
-                    "caller_presentation": 0,
-                    "caller_presentation_txt": "Presentation Allowed, Not Screened"})
-                half.connected_num, half.connected_name = req.callerid_num, req.callerid_name
-                e.ami("NewConnectedLine", "call", half.ami_block())
-                e._ari_ch("ChannelConnectedLine", half)
+                self._callerid(half, req)
         e.ami("LocalBridge", "call", [*one.ami_block("LocalOne"),
                                           *two.ami_block("LocalTwo"),
                                           ("Context", context), ("Exten", exten),
@@ -152,7 +163,7 @@ class LocalCalls:
             else:
                 e._dial_event("DialEnd", one, "CONGESTION", None, dialstring)
                 e._newstate(two, 7)
-                e._device_state(device, "INUSE")
+                e._device_state(device, "NOT_INUSE" if dialer else "INUSE")
             outcome.dial_status = "BUSY" if script == "busy" else "CONGESTION"
             e._hangup_request(two, 0)
             if script == "busy":
@@ -161,8 +172,8 @@ class LocalCalls:
                 e._originate_response(req, outcome, False, 5, None)
                 e._hangup_final(two, 17)
                 outcome.hangup_cause = 17
-                for _ in range(3):
-                    e._device_state(device, "NOT_INUSE")
+                for state in ("INUSE", "NOT_INUSE", "NOT_INUSE") if dialer else ("NOT_INUSE",) * 3:
+                    e._device_state(device, state)
             else:
                 e._hangup_final(one, 0)
                 e._hangup_request(two, 16, ami_event="SoftHangupRequest")
@@ -205,6 +216,8 @@ class LocalCalls:
         elif req.application.lower() == "stasis":
             parts = req.data.split(",")
             e.enter_stasis(one, parts[0], parts[1:], from_dialplan=True)
+        if dialer and self.dialer is not None:
+            e.spawn(self.dialer.dial(one, two, req, outcome))
         spyee: Channel | None = None
         if req.application.lower() == "chanspy":
             prefix = req.data.split(",")[0]
@@ -226,11 +239,22 @@ class LocalCalls:
                                                   *spyee.ami_block("Spyee")])
         if hangup_after <= 0:
             return
-        await asyncio.sleep(max(0.0, t_answer + hangup_after - time.monotonic()))
+        while not (one.hungup or two.hungup):
+            left = t_answer + hangup_after - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left, 0.05))
         if two.hungup:
             return
         two.priority += 1
         e._newexten(two, "Hangup", "")
+        if self.dialer is not None and self.dialer.end(one, two, restart=False):
+            return
+        if one.hungup:  # ;1's dialplan ended first (e.g. the agent did not answer)
+            e._hangup_request(two, 16, soft=True, ami_event="SoftHangupRequest")
+            e._hangup_final(two, 16)
+            e._device_state(device, "NOT_INUSE")
+            return
         if spyee is not None:
             e.ami("ChanSpyStop", "call", [*one.ami_block("Spyer"),
                                              *spyee.ami_block("Spyee")])
@@ -269,9 +293,27 @@ class LocalCalls:
                 return
             e.set_var(two, "PLAYBACKSTATUS", "SUCCESS")
 
+    def _callerid(self, half: Channel, req: OriginateRequest) -> None:
+        e = self.engine
+        one_half = half.name.endswith(";1")
+        half.caller_num, half.caller_name = req.callerid_num, req.callerid_name
+        if not one_half:
+            half.connected_num, half.connected_name = req.callerid_num, req.callerid_name
+        e.ami("NewCallerid", "call", [*half.ami_block(), (
+            "CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
+        e._ari_ch("ChannelCallerId", half, before={
+            "caller_presentation": 0,
+            "caller_presentation_txt": "Presentation Allowed, Not Screened"})
+        half.connected_num, half.connected_name = req.callerid_num, req.callerid_name
+        e.ami("NewConnectedLine", "call", half.ami_block())
+        e._ari_ch("ChannelConnectedLine", half)
+
     def hangup(self, ch: Channel, cause: int) -> None:
         e = self.engine
         pair = ch.call if isinstance(ch.call, tuple) else (ch,)
+        if len(pair) == 2 and self.dialer is not None and not pair[1].hungup \
+                and self.dialer.end(pair[0], pair[1], restart=False):
+            return
         for half in pair:
             if half.hungup:
                 continue

@@ -106,6 +106,7 @@ class Channel:
     stasis_from_dialplan: bool = False
     ari_apps: set[str] = field(default_factory=set)
     hungup: bool = False
+    doomed: bool = False  # failing at once (busy/congestion/bad exten Local): snoop -> 404
     endpoint: str = ""  # PJSIP endpoint name
     role: str = ""  # customer | agent | snoop | media | local
     # audio: what this channel's party sends (its voice) and extra audio only it hears

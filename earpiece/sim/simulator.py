@@ -8,21 +8,25 @@ Usage::
 
 Live calls survive :meth:`restart_ami`, :meth:`restart_ari` and :meth:`drop_connections`:
 a client that reconnects and resynchronises (``CoreShowChannels``, ``GET /ari/channels``)
-finds them.
+finds them. :meth:`pbx_restart` (also ``sim.faults.pbx_restart``) restarts the whole PBX like
+``core restart now``/``gracefully``: the calls are gone afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from types import TracebackType
+from typing import Any
 
 from earpiece.sim.ami_server import AmiServer
 from earpiece.sim.ari_server import AriServer
 from earpiece.sim.engine import Engine, HeardEntry, OriginateOutcome, OriginateRequest
-from earpiece.sim.faults import Faults
+from earpiece.sim.faults import Faults, RestartPlan
 from earpiece.sim.model import Bridge, Channel
+from earpiece.sim.restart import PbxRestart
 from earpiece.sim.rtp_sender import RtpSender
 from earpiece.sim.scenario import Scenario
 
@@ -44,6 +48,8 @@ class Simulator:
                              faults=self.faults, auth_fail_delay_s=auth_fail_delay_s)
         self.ari = AriServer(self.engine, scenario.credentials, host=host, port=ari_port,
                              faults=self.faults)
+        self.pbx = PbxRestart(self.engine, self.ami, self.ari)
+        self._restart: asyncio.Task[None] | None = None
         self._running = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -52,12 +58,20 @@ class Simulator:
         await self.ami.start()
         await self.ari.start()
         self.engine.start()
+        self.faults.pbx = self
         self._running = True
 
     async def stop(self) -> None:
         if not self._running:
             return
         self._running = False
+        if self.faults.pbx is self:
+            self.faults.pbx = None
+        if self._restart is not None and not self._restart.done():
+            self._restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restart
+        await self.pbx.stop()
         await self.engine.stop()
         await self.ami.stop()
         await self.ari.stop()
@@ -115,6 +129,24 @@ class Simulator:
 
     async def restart_ari(self, delay_s: float = 0.5) -> None:
         await self.ari.restart(delay_s)
+
+    async def pbx_restart(self, graceful: bool = False, **timings: Any) -> None:
+        """``core restart now`` (``graceful=False``) or ``core restart gracefully``; returns once
+        the PBX is fully booted again. ``timings``: the fields of
+        :class:`~earpiece.sim.faults.RestartPlan` (``down_s``, ``not_found_s``,
+        ``not_booted_s``, ``shutdown_after_s``, ...)."""
+        await self.pbx_restart_plan(RestartPlan(graceful=graceful, **timings))
+
+    async def pbx_restart_plan(self, plan: RestartPlan) -> None:
+        if self._restart is not None and not self._restart.done():
+            raise RuntimeError("a PBX restart is already running")
+        self._restart = asyncio.get_running_loop().create_task(self.pbx.run(plan))
+        await self._restart
+
+    @property
+    def pbx_state(self) -> str:
+        """``up`` | ``shutting_down`` | ``down`` | ``not_found`` | ``not_booted``."""
+        return self.pbx.state
 
     def drop_connections(self) -> int:
         """Abort every AMI session and ARI websocket/HTTP connection; returns how many."""
