@@ -11,7 +11,8 @@ from typing import Literal
 
 __all__ = ["CheckResult", "Status"]
 
-Status = Literal["PASS", "FAIL", "SKIP"]
+#: WARN: works, but should be changed (e.g. more AMI privileges than needed); not a failure.
+Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ setting to fix (which Asterisk file and key, which Earpiece key or environment v
     ami.connect       TCP connect to ami.host:ami.port
     ami.banner        the server greets with "Asterisk Call Manager/..."
     ami.login         Login with ami.username and the secret
-    ami.permissions   the AMI user may run the actions Earpiece needs (ListCommands)
+    ami.permissions   the AMI user may run the actions Earpiece needs (ListCommands); WARN
+                      when it may run more (write= classes beyond the least-privilege set)
+    ami.events        the AMI user reads the event classes Earpiece needs (FullyBooted after
+                      Login shows system; Privilege headers of what arrives); WARN on extras
     ami.logoff        Logoff is answered with Goodbye
     ari.info          GET /ari/asterisk/info with Basic auth
     ari.events        the /ari/events websocket handshake answers 101
@@ -19,8 +22,8 @@ setting to fix (which Asterisk file and key, which Earpiece key or environment v
                       An SQLite file not created yet is tried as a scratch database in the
                       directory the service would create it in, removed afterwards
 
-The exit code is 0 only when every check passes. ``--json`` prints the same as JSON. The PBX
-checks use plain asyncio, :mod:`earpiece.agi.ami_message` and aiohttp, not the service's
+The exit code is 0 only when every check passes or warns. ``--json`` prints the same as JSON.
+The PBX checks use plain asyncio, :mod:`earpiece.agi.ami_message` and aiohttp, not the service's
 clients, so the doctor works even when those are what is broken; the CRM check
 (:mod:`earpiece.crm.health`) opens the service's own store (:mod:`earpiece.crm`), with a short
 connect timeout. Secrets never appear in the output.
@@ -43,6 +46,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from earpiece.agi.ami_check import NEEDED_ACTIONS, READ_LINE, WRITE_LINE, EventsSeen
+from earpiece.agi.ami_check import check_read as check_ami_read
+from earpiece.agi.ami_check import check_write as check_ami_write
 from earpiece.agi.ami_message import BANNER_PREFIX, AmiBanner, AmiFramer, AmiMessage
 from earpiece.checks import CheckResult, Status
 from earpiece.config import SECRET_ENV, Settings, load_settings
@@ -65,10 +71,11 @@ __all__ = [
     "check_crm", "configure", "listener_of", "main", "run_doctor",
 ]
 
-# Actions the service sends; ListCommands only lists what the user's write= allows.
-NEEDED_AMI_ACTIONS = ("Originate", "Hangup", "CoreShowChannels", "SendText", "MessageSend")
-AMI_WRITE_HINT = "system,call,originate,reporting,message"
-AMI_READ_HINT = "system,call,agent,user,dtmf,reporting"
+# Actions the service sends and the least-privilege classes (earpiece.agi.ami_permissions);
+# ListCommands only lists what the user's write= allows.
+NEEDED_AMI_ACTIONS = NEEDED_ACTIONS
+AMI_WRITE_HINT = WRITE_LINE
+AMI_READ_HINT = READ_LINE
 MIN_LOGIN_WAIT_S = 3.0  # Asterisk answers a bad secret about 1 s after the Login
 
 
@@ -79,7 +86,7 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.status == "PASS" for c in self.checks)
+        return bool(self.checks) and all(c.status in ("PASS", "WARN") for c in self.checks)
 
     def result(self, name: str) -> CheckResult:
         for check in self.checks:
@@ -97,8 +104,10 @@ class DoctorReport:
             lines.append(f"{c.status}  {c.name.ljust(width)}{c.detail}")
             if c.fix:
                 lines.append(f"      fix: {c.fix}")
-        counts = {s: sum(c.status == s for c in self.checks) for s in ("PASS", "FAIL", "SKIP")}
+        counts = {s: sum(c.status == s for c in self.checks)
+                  for s in ("PASS", "WARN", "FAIL", "SKIP")}
         lines.append(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped"
+                     + (f", {counts['WARN']} warned" if counts["WARN"] else "")
                      + ("" if self.ok else " -> NOT READY"))
         return "\n".join(lines)
 
@@ -118,8 +127,8 @@ async def run_doctor(config: str | Path, *, env: Mapping[str, str] | None = None
         fix = (f"edit {exc.file}: fix key '{exc.key}'" if exc.key
                else f"check that {exc.file} exists and is valid TOML")
         report.checks.append(CheckResult("config", "FAIL", str(exc), fix))
-        for name in ("ami.connect", "ami.banner", "ami.login", "ami.permissions", "ami.logoff",
-                     "ari.info", "ari.events", "agi.bind", "crm"):
+        for name in ("ami.connect", "ami.banner", "ami.login", "ami.permissions", "ami.events",
+                     "ami.logoff", "ari.info", "ari.events", "agi.bind", "crm"):
             report.checks.append(CheckResult(name, "SKIP", "needs config"))
         return report
     report.checks.append(CheckResult(
@@ -155,6 +164,7 @@ class _AmiProbe:
         self.framer = AmiFramer()
         self.items: list[AmiMessage | AmiBanner] = []
         self.eof = False
+        self.seen = EventsSeen()  # classes of the events received (read= check)
 
     async def next(self, wait_s: float) -> AmiMessage | AmiBanner | None:
         """Next banner/message, None at EOF; TimeoutError when nothing comes."""
@@ -181,6 +191,8 @@ class _AmiProbe:
             item = await self.next(max(0.0, deadline - loop.time()))
             if item is None:
                 return None
+            if isinstance(item, AmiMessage) and item.event is not None:
+                self.seen.add(item.event, item.get("Privilege"))
             if isinstance(item, AmiMessage) and item.response is not None \
                     and item.action_id == action_id:
                 return item
@@ -190,7 +202,8 @@ async def check_ami(settings: Settings, secret_source: str) -> list[CheckResult]
     ami = settings.ami
     where = f"{ami.host}:{ami.port}"
     out: list[CheckResult] = []
-    names = ["ami.connect", "ami.banner", "ami.login", "ami.permissions", "ami.logoff"]
+    names = ["ami.connect", "ami.banner", "ami.login", "ami.permissions", "ami.events",
+             "ami.logoff"]
 
     def skip_rest(reason: str) -> list[CheckResult]:
         done = {c.name for c in out}
@@ -269,7 +282,7 @@ async def _ami_session(probe: _AmiProbe, settings: Settings, secret_source: str,
                                f"set $EARPIECE_AMI_SECRET or ami.secret_file; {user_hint}"))
         return skip_rest("needs ami.login")
     await probe.send(AmiMessage.action("Login", "doctor-login", Username=ami.username,
-                                       Secret=ami.secret.get(), Events="off"))
+                                       Secret=ami.secret.get(), Events="on"))
     try:
         reply = await probe.response("doctor-login", wait)
     except TimeoutError:
@@ -288,26 +301,16 @@ async def _ami_session(probe: _AmiProbe, settings: Settings, secret_source: str,
     out.append(CheckResult("ami.login", "PASS",
                            f"logged in as '{ami.username}' ({reply.get('Message', '')})"))
 
-    # Permissions
+    # Permissions: write= from ListCommands, read= from the events that arrived (FullyBooted
+    # comes right after the Login answer, so before the ListCommands answer).
     await probe.send(AmiMessage.action("ListCommands", "doctor-perms"))
     try:
         listing = await probe.response("doctor-perms", ami.action_timeout_s)
     except TimeoutError:
         listing = None
-    if listing is None or (listing.response or "").lower() != "success":
-        out.append(CheckResult("ami.permissions", "FAIL", "ListCommands was not answered",
-                               f"manager.conf [{ami.username}] write = {AMI_WRITE_HINT}"))
-    else:
-        missing = [a for a in NEEDED_AMI_ACTIONS if a not in listing]
-        if missing:
-            out.append(CheckResult(
-                "ami.permissions", "FAIL",
-                f"user '{ami.username}' may not run: {', '.join(missing)}",
-                f"manager.conf [{ami.username}]: write = {AMI_WRITE_HINT} (or all), "
-                f"read = {AMI_READ_HINT} (or all)"))
-        else:
-            out.append(CheckResult("ami.permissions", "PASS",
-                                   f"may run {', '.join(NEEDED_AMI_ACTIONS)}"))
+    answered = listing is not None and (listing.response or "").lower() == "success"
+    out.append(check_ami_write(ami.username, listing.headers if answered and listing else None))
+    out.append(check_ami_read(ami.username, probe.seen))
 
     # Logoff
     await probe.send(AmiMessage.action("Logoff", "doctor-logoff"))

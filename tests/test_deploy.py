@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from earpiece import doctor
+from earpiece.agi.ami_permissions import REQUIRED_READ, REQUIRED_WRITE, parse_manager_conf
 from earpiece.agi.fastagi import AgiRequest
 from earpiece.agi.routing import make_handlers
 from earpiece.config import load_settings
@@ -193,8 +194,11 @@ def test_manager_http_ari_match_the_settings(config: str) -> None:
     user = settings.ami.username
     write = set(one(manager, user, "write").split(","))
     read = set(one(manager, user, "read").split(","))
-    assert set(doctor.AMI_WRITE_HINT.split(",")) <= write
-    assert set(doctor.AMI_READ_HINT.split(",")) <= read
+    # least privilege: exactly the classes of earpiece.agi.ami_permissions, as the doctor says
+    assert write == set(REQUIRED_WRITE) == set(doctor.AMI_WRITE_HINT.split(","))
+    assert read == set(REQUIRED_READ) == set(doctor.AMI_READ_HINT.split(","))
+    parsed = parse_manager_conf((AST / "manager.conf").read_text())[user]
+    assert (parsed.read, parsed.write) == (REQUIRED_READ, REQUIRED_WRITE)
     assert values(manager, user, "permit") and one(manager, user, "deny") == "0.0.0.0/0.0.0.0"
     assert not values(manager, user, "secret")  # never committed
 
@@ -212,8 +216,15 @@ def test_manager_http_ari_match_the_settings(config: str) -> None:
 def test_dialplan_hooks_reach_the_fastagi_handlers() -> None:
     settings = load_settings(REPO / "config" / "earpiece.docker.toml", ENV)
     ext = asterisk_conf("extensions.conf")
-    agi_base = one(ext, "globals", "EARPIECE_AGI")
-    assert agi_base == f"agi://earpiece:{settings.agi.port}"
+    # Outside docker Earpiece runs on the Asterisk host; docker-compose overrides the global
+    # through the #tryinclude with its own file (the compose service name).
+    assert one(ext, "globals", "EARPIECE_AGI") == f"agi://127.0.0.1:{settings.agi.port}"
+    assert one(ext, "globals", "#tryinclude") == "earpiece-globals.conf"
+    docker_globals = asterisk_conf("docker/earpiece-globals.conf")
+    assert one(docker_globals, "", "EARPIECE_AGI") == f"agi://earpiece:{settings.agi.port}"
+    mounts = compose()["services"]["asterisk"]["volumes"]
+    assert ("./config/asterisk/docker/earpiece-globals.conf:/etc/asterisk/"
+            "earpiece-globals.conf:ro") in mounts
     handlers = make_handlers(settings.agi, lambda u, c, t: None)
     scripts = set()
     calls = 0

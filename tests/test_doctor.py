@@ -18,7 +18,9 @@ import pytest
 from aiohttp import web
 
 from earpiece import doctor
+from earpiece.agi.ami_check import READ_LINE
 from earpiece.agi.ami_message import AmiFramer, AmiMessage
+from earpiece.agi.ami_permissions import ACTION_CLASSES, event_allowed, parse_classes
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "s3cret-ami-value"
@@ -74,6 +76,7 @@ class FakeAmi:
     username: str = "assist"
     actions: tuple[str, ...] = ("Login", "Logoff", "Ping", "ListCommands", "Originate",
                                 "Hangup", "CoreShowChannels", "SendText", "MessageSend")
+    read: str = READ_LINE  # manager.conf read= of the user: which login events it gets
     bad_secret_delay_s: float = 0.2  # real Asterisk: ~1.0 s
     banner: bytes | None = None
     received: list[AmiMessage] = field(default_factory=list)
@@ -100,6 +103,10 @@ class FakeAmi:
                                                                            self.secret)
                         if good:
                             for raw in ok_rx[1:4]:  # Success, FullyBooted, SuccessfulAuth
+                                event = AmiMessage.parse(raw.encode())
+                                if event.event is not None and not event_allowed(
+                                        event.get("Privilege") or "", parse_classes(self.read)):
+                                    continue  # Asterisk filters events by read= classes
                                 writer.write(_with_action_id(raw, aid) if "ActionID" in raw
                                              else raw.encode())
                         else:
@@ -243,8 +250,8 @@ async def test_all_checks_pass(tmp_path: Path, pbx: tuple[FakeAmi, FakeAri]) -> 
     cfg = write_config(tmp_path, ami_port=ami.port, ari_port=ari.port, agi_port=free_port())
     report = await doctor.run_doctor(cfg, env=ENV)
     assert [c.name for c in report.checks] == [
-        "config", "ami.connect", "ami.banner", "ami.login", "ami.permissions", "ami.logoff",
-        "ari.info", "ari.events", "agi.bind", "crm"]
+        "config", "ami.connect", "ami.banner", "ami.login", "ami.permissions", "ami.events",
+        "ami.logoff", "ari.info", "ari.events", "agi.bind", "crm"]
     assert set(_statuses(report).values()) == {"PASS"}, report.render()
     assert report.ok
     assert report.result("ami.banner").detail == "Asterisk Call Manager/11.0.0"
@@ -256,7 +263,7 @@ async def test_all_checks_pass(tmp_path: Path, pbx: tuple[FakeAmi, FakeAri]) -> 
     assert [m.action_name for m in ami.received] == ["Login", "ListCommands", "Logoff"]
     assert ari.ws_apps == ["assist-doctor"]
     _no_secret_leak(report)
-    assert report.render().splitlines()[-1].startswith("10 passed, 0 failed")
+    assert report.render().splitlines()[-1].startswith("11 passed, 0 failed")
 
 
 async def test_refused_ami_port(tmp_path: Path, pbx: tuple[FakeAmi, FakeAri]) -> None:
@@ -320,7 +327,8 @@ async def test_ami_user_without_write_permissions(tmp_path: Path) -> None:
     assert check.status == "FAIL"
     assert check.detail == ("user 'assist' may not run: Originate, CoreShowChannels, SendText, "
                             "MessageSend")
-    assert "write = system,call,originate" in check.fix
+    assert "manager.conf [assist]: write = call,reporting,originate,message" in check.fix
+    assert "(missing: call,reporting,originate,message)" in check.fix
     assert _statuses(report)["ami.logoff"] == "PASS"
 
 
@@ -410,7 +418,7 @@ def test_cli_json_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     assert asyncio.run(serve_and_check(True)) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] is True and len(out["checks"]) == 10
+    assert out["ok"] is True and len(out["checks"]) == 11
     assert all(c["status"] == "PASS" for c in out["checks"])
 
     args = argparse.Namespace(config=str(tmp_path / "missing.toml"), json=False)
@@ -424,3 +432,74 @@ def test_cli_registers_doctor() -> None:
 
     args = build_parser().parse_args(["doctor", "--config", "x.toml", "--json"])
     assert args._module == "earpiece.doctor" and args.json and args.config == "x.toml"
+
+
+# --------------------------------------------------------------------------------------------
+# AMI read=/write= classes: least privilege (earpiece.agi.ami_permissions)
+# --------------------------------------------------------------------------------------------
+
+
+def _old_site_user_actions() -> tuple[str, ...]:
+    """What ListCommands listed for the old shipped user (write = system,call,originate,
+    reporting,message) in captures/faults/ami/ami_permissions."""
+    notes = json.loads((_asterisk_dir() / "captures" / "faults" / "ami"
+                        / "ami_permissions.json").read_text())
+    return tuple(notes["facts"]["list_commands_user_actions"])
+
+
+async def _doctor_with(tmp_path: Path, ami: FakeAmi) -> doctor.DoctorReport:
+    async with ami, FakeAri() as ari:
+        cfg = write_config(tmp_path, ami_port=ami.port, ari_port=ari.port, agi_port=free_port())
+        return await doctor.run_doctor(cfg, env=ENV)
+
+
+async def test_old_shipped_write_classes_warn_about_system(tmp_path: Path) -> None:
+    report = await _doctor_with(tmp_path, FakeAmi(actions=_old_site_user_actions()))
+    check = report.result("ami.permissions")
+    assert check.status == "WARN", report.render()
+    assert "GetConfig" in check.detail and "Reload" in check.detail
+    assert "write= holds system" in check.detail
+    assert "manager.conf [assist]: write = call,reporting,originate,message" in check.fix
+    assert "drop system" in check.fix and "manager reload" in check.fix
+    assert report.ok  # a warning is not a failure: exit code 0
+    assert "1 warned" in report.render().splitlines()[-1]
+
+
+async def test_write_all_warns_all(tmp_path: Path) -> None:
+    report = await _doctor_with(tmp_path, FakeAmi(actions=tuple(ACTION_CLASSES)))
+    check = report.result("ami.permissions")
+    assert check.status == "WARN"
+    assert check.detail.startswith("user 'assist' may also run Command, GetConfig, ")
+    assert "write= holds all" in check.detail and "drop all" in check.fix
+
+
+async def test_read_all_warns_about_extra_event_classes(tmp_path: Path) -> None:
+    # login_ok was recorded with read = all: SuccessfulAuth (security) reaches the session
+    report = await _doctor_with(tmp_path, FakeAmi(read="all"))
+    check = report.result("ami.events")
+    assert check.status == "WARN", report.render()
+    assert check.detail == ("user 'assist' receives events Earpiece does not need: "
+                            "security (SuccessfulAuth)")
+    assert check.fix.startswith("manager.conf [assist]: read = system,call,dtmf,dialplan "
+                                "(least privilege: drop security, or `all`)")
+    assert _statuses(report)["ami.permissions"] == "PASS"
+
+
+async def test_read_without_system_fails(tmp_path: Path) -> None:
+    report = await _doctor_with(tmp_path, FakeAmi(read="call,dialplan,dtmf"))
+    check = report.result("ami.events")
+    assert check.status == "FAIL"
+    assert "no FullyBooted after Login" in check.detail and "system" in check.detail
+    assert check.fix.startswith("manager.conf [assist]: read = system,call,dtmf,dialplan; ")
+    assert "manager show user assist" in check.fix
+    assert not report.ok
+
+
+async def test_least_privilege_user_passes_and_says_what_it_cannot_see(tmp_path: Path) -> None:
+    ami = FakeAmi()
+    report = await _doctor_with(tmp_path, ami)
+    check = report.result("ami.events")
+    assert check.status == "PASS"
+    assert check.detail.startswith("reads system (seen); call,dtmf,dialplan only show with ")
+    assert ami.received[0]["Events"] == "on"  # FullyBooted only comes with events on
+

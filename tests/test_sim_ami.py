@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from earpiece.agi.ami_message import AmiBanner, AmiFramer, AmiMessage
+from earpiece.agi.ami_permissions import EVENT_CLASSES
 from earpiece.sim.engine import OriginateRequest
 from earpiece.sim.scenario import Scenario
 from earpiece.sim.simulator import Simulator
@@ -24,6 +25,11 @@ if not CAPTURES.exists():
 PJSIP = CAPTURES / "pjsip" / "ami"
 needs_captures = pytest.mark.skipif(not CAPTURES.exists(), reason="captures not available")
 NOISE = {"RTCPReceived", "RTCPSent"}
+
+
+#: The AMI user of the captures in captures/ami and captures/pjsip: read = all, write = all
+#: (captures/faults/ami/ami_permissions is the shipped least-privilege user).
+READ_ALL: dict[str, Any] = {"credentials": {"ami_read": "all", "ami_write": "all"}}
 
 
 def scenario(**overrides: Any) -> Scenario:
@@ -334,7 +340,7 @@ def capture_exchanges(name: str) -> list[tuple[str, list[str]]]:
 @pytest.mark.parametrize("name", ["ami/invalid_action", "ami/command_action",
                                   "pjsip/ami/messagesend_pjsip"])
 async def test_replies_are_byte_exact(name: str) -> None:
-    async with Simulator(scenario()) as sim:
+    async with Simulator(scenario(**READ_ALL)) as sim:
         client = await AmiTestClient.connect(sim.ami_port)
         for tx, rxs in capture_exchanges(name):
             action = AmiMessage.parse(tx.encode())
@@ -360,7 +366,7 @@ async def test_replies_are_byte_exact(name: str) -> None:
 
 @needs_captures
 async def test_login_logoff_ping() -> None:
-    async with Simulator(scenario()) as sim:
+    async with Simulator(scenario(**READ_ALL)) as sim:
         client = await AmiTestClient.connect(sim.ami_port)
         await client.action("Login", "login_ok-1", Username="assist", Secret="assist",
                             Events="on")
@@ -448,7 +454,7 @@ def load_capture_msgs(name: str) -> list[tuple[float, AmiMessage]]:
 
 
 async def test_list_commands_and_rtcp_noise() -> None:
-    sc = scenario(endpoints=[
+    sc = scenario(**READ_ALL, endpoints=[
         {"name": "agent1", "role": "agent", "ring_s": 0.05},
         {"name": "cust1", "ring_s": 0.05, "hangup_after_s": 0.3},
     ])
@@ -533,7 +539,7 @@ async def test_restart_ami_keeps_live_calls() -> None:
 
 
 async def test_drop_connections_and_malformed_frames() -> None:
-    async with Simulator(scenario()) as sim:
+    async with Simulator(scenario(**READ_ALL)) as sim:
         client = await AmiTestClient.connect(sim.ami_port)
         await client.login()
         await client.wait(lambda m: m.event == "SuccessfulAuth")
@@ -688,3 +694,100 @@ async def test_garbage_from_clients_never_breaks_the_servers() -> None:
             async with s.get(sim.ari_url + "/ari/asterisk/ping", headers=auth) as r:
                 assert r.status == 200
         await until(lambda: not sim.channels(), 2.0)  # the bogus Local/@ failed and is gone
+
+
+# --- manager.conf read=/write= classes (captures/faults/ami/ami_permissions) -------------------
+
+FAULTS_AMI = CAPTURES / "faults" / "ami"
+OLD_SITE_USER = {"username": "site", "secret": "s",
+                 "read": "system,call,agent,user,dtmf,reporting",
+                 "write": "system,call,originate,reporting,message"}
+
+
+def _users_scenario(*users: dict[str, str]) -> Scenario:
+    return scenario(credentials={"ami_users": list(users)}, endpoints=[
+        {"name": "agent1", "role": "agent", "ring_s": 0.05},
+        {"name": "cust1", "ring_s": 0.05, "hangup_after_s": 0.4},
+    ])
+
+
+async def _login_as(port: int, username: str, secret: str) -> AmiTestClient:
+    client = await AmiTestClient.connect(port)
+    reply = await client.action("Login", "l-1", Username=username, Secret=secret, Events="on")
+    assert reply["Message"] == "Authentication accepted"
+    return client
+
+
+async def test_events_follow_the_read_classes() -> None:
+    nodialplan = {"username": "nodialplan", "secret": "n", "read": "system,call"}
+    readall = {"username": "readall", "secret": "r", "read": "all", "write": "all"}
+    async with Simulator(_users_scenario(nodialplan, readall)) as sim:
+        default = await _login_as(sim.ami_port, "assist", "assist")  # shipped least privilege
+        bare = await _login_as(sim.ami_port, "nodialplan", "n")
+        full = await _login_as(sim.ami_port, "readall", "r")
+        await default.action("Originate", "o-1", Channel="PJSIP/cust1", Context="dialer",
+                             Exten="agent", Priority="1", Async="true")
+        for client in (default, bare, full):
+            await client.wait(lambda m: m.event == "Hangup" and m["Channel"].startswith(
+                "PJSIP/agent1"))
+        await asyncio.sleep(0.05)
+        got = {name: [m.event for m in c.events()]
+               for name, c in (("default", default), ("bare", bare), ("full", full))}
+        privs = {(m.event, m["Privilege"]) for m in full.events()}
+        for client in (default, bare, full):
+            await client.close()
+    assert "Newexten" in got["default"] and "VarSet" in got["default"]
+    assert "Newexten" not in got["bare"] and "VarSet" not in got["bare"]
+    assert "Newchannel" in got["bare"] and "FullyBooted" in got["bare"]
+    # reporting (RTCP) and security only reach the read = all user
+    assert not {"RTCPReceived", "SuccessfulAuth"} & (set(got["default"]) | set(got["bare"]))
+    assert {"RTCPReceived", "SuccessfulAuth", "Newexten"} <= set(got["full"])
+    # default = everything of read=all but the classes it does not hold
+    assert [e for e in got["full"] if e not in ("RTCPReceived", "RTCPSent", "SuccessfulAuth")
+            ] == got["default"]
+    # each Privilege header is the class Asterisk 22.10.1 gives the event (plus ",all")
+    for event, priv in privs:
+        assert event is not None and priv == f"{EVENT_CLASSES[event]},all", (event, priv)
+
+
+async def test_no_fullybooted_without_system_or_with_events_off() -> None:
+    nosystem = {"username": "nosystem", "secret": "n", "read": "call,dialplan"}
+    async with Simulator(_users_scenario(nosystem)) as sim:
+        client = await _login_as(sim.ami_port, "nosystem", "n")
+        quiet = await AmiTestClient.connect(sim.ami_port)
+        await quiet.action("Login", "l-1", Username="assist", Secret="assist", Events="off")
+        await client.action("Ping", "p-1")
+        await quiet.action("Ping", "p-1")
+        assert client.events() == [] and quiet.events() == []
+        await client.close()
+        await quiet.close()
+
+
+@pytest.mark.skipif(not (FAULTS_AMI / "ami_permissions.jsonl").exists(),
+                    reason="faults captures not available")
+async def test_permission_denied_is_byte_exact_and_listcommands_matches_capture() -> None:
+    async with Simulator(_users_scenario(OLD_SITE_USER)) as sim:
+        site = await _login_as(sim.ami_port, "site", "s")
+        least = await _login_as(sim.ami_port, "assist", "assist")
+        for tx, rxs in capture_exchanges("faults/ami/ami_permissions"):
+            action = AmiMessage.parse(tx.encode())
+            if rxs and "Permission denied" in rxs[0]:  # Command, UserEvent, Agents
+                site.send(tx)
+                reply = await site.wait(lambda m, a=action.action_id: m.action_id == a)
+                assert bytes(reply).decode() == rxs[0]
+        listed = await site.action("ListCommands", "lc-1")
+        mine = await least.action("ListCommands", "lc-2")
+        denied = await least.action("GetConfig", "g-1", Filename="manager.conf")
+        allowed = await least.action("CoreShowChannels", "c-1")
+        await site.close()
+        await least.close()
+    notes = json.loads((FAULTS_AMI / "ami_permissions.json").read_text())["facts"]
+    assert sorted(k for k, _ in listed.headers[2:]) == sorted(notes["list_commands_user_actions"])
+    # the whole answer as recorded, but for the ActionID
+    (recorded,) = [rxs[0] for tx, rxs in capture_exchanges("faults/ami/ami_permissions")
+                   if "Action: ListCommands" in tx]
+    assert bytes(listed).decode() == recorded.replace("ami_permissions-13", "lc-1")
+    assert "Originate" in [k for k, _ in mine.headers] and "GetConfig" not in dict(mine.headers)
+    assert "Command" not in dict(mine.headers) and "Reload" not in dict(mine.headers)
+    assert (denied.response, denied["Message"]) == ("Error", "Permission denied")
+    assert allowed.response == "Success"

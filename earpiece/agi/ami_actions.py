@@ -144,7 +144,12 @@ class AmiActions:
         )
 
     async def command(self, cmd: str) -> list[str]:
-        """Run a CLI command; return its output lines (``Output:`` headers)."""
+        """Run a CLI command; return its output lines (``Output:`` headers).
+
+        Needs the ``command`` write class, which the shipped least-privilege manager.conf does
+        not grant (Asterisk answers ``Permission denied``): a client helper for sites that
+        allow it; Earpiece itself never sends it (:mod:`earpiece.agi.ami_permissions`).
+        """
         action = AmiMessage.action("Command", self.next_action_id(), Command=cmd)
         try:
             response = await self.send_action(action)

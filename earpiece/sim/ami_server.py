@@ -2,9 +2,16 @@
 
 Speaks the AMI of Asterisk 22 as recorded in ``shared/asterisk/captures``: the
 ``Asterisk Call Manager/11.0.0`` banner, Login/Logoff/Ping/Command/Originate/Hangup/
-CoreShowChannels/MessageSend/SendText/Getvar/Setvar/Events, the exact error messages, and the
-engine's events to every session logged in with events on. Each session has one outgoing queue
-so responses and events keep their order.
+CoreShowChannels/MessageSend/SendText/Getvar/Setvar/Events/ListCommands, the exact error
+messages, and the engine's events to every session logged in with events on. Each session has
+one outgoing queue so responses and events keep their order.
+
+Permissions as manager.conf sets them (:class:`~earpiece.sim.scenario.AmiUser`, default the
+shipped least-privilege user, :mod:`earpiece.agi.ami_permissions`): an event reaches a session
+only when the user's read classes (and the session's ``Events:`` mask) hold every class of its
+``Privilege``; an action none of whose classes the user's write classes hold is answered
+``Response: Error`` / ``Message: Permission denied``, as Asterisk 22 does (``ami_permissions``
+capture); ``ListCommands`` lists only the actions the user may run.
 """
 
 from __future__ import annotations
@@ -16,10 +23,19 @@ import time
 from collections.abc import Callable
 
 from earpiece.agi.ami_message import AmiFramer, AmiMessage
+from earpiece.agi.ami_permissions import (
+    ACTION_CLASSES,
+    ALL,
+    CLASSES,
+    action_allowed,
+    event_allowed,
+    priv_text,
+)
+from earpiece.sim.ami_commands import SYNOPSIS
 from earpiece.sim.engine import Engine, OriginateRequest, parse_callerid
 from earpiece.sim.faults import Faults
 from earpiece.sim.model import wall_ts
-from earpiece.sim.scenario import Credentials
+from earpiece.sim.scenario import AmiUser, Credentials
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +61,8 @@ class AmiSession:
         self.framer = AmiFramer(expect_banner=False)
         self.logged_in = False
         self.events_on = False
+        self.user: AmiUser | None = None
+        self.event_mask: frozenset[str] = frozenset({ALL})  # the session's Events: mask
         self.queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self.closed = False
         self.events_sent = 0
@@ -59,8 +77,14 @@ class AmiSession:
             return
         self.queue.put_nowait((kind, msg if isinstance(msg, bytes) else bytes(msg)))
 
+    def wants(self, privilege: str) -> bool:
+        """Would Asterisk send this session an event with this ``Privilege``?"""
+        return (self.logged_in and self.events_on and self.user is not None
+                and event_allowed(privilege, self.user.read)
+                and event_allowed(privilege, self.event_mask))
+
     def event(self, msg: AmiMessage) -> None:
-        if not (self.logged_in and self.events_on) or self.closed:
+        if self.closed or not self.wants(msg.get("Privilege") or ""):
             return
         self.send(msg, "event")
         self.events_sent += 1
@@ -138,6 +162,11 @@ class AmiSession:
         if not self.logged_in:
             self.send(_response(msg, "Error", ("Message", "Permission denied")))
             return
+        known = _ACTIONS.get(key)
+        if known is not None and self.user is not None \
+                and not action_allowed(known, self.user.write):
+            self.send(_response(msg, "Error", ("Message", "Permission denied")))
+            return
         handler = self.server.handlers.get(key)
         if handler is None:
             self.send(_response(msg, "Error", (
@@ -150,17 +179,20 @@ class AmiSession:
         handler(self, msg)
 
     async def _login(self, msg: AmiMessage) -> None:
-        creds = self.server.credentials
-        if msg.get("Username") == creds.ami_username and msg.get("Secret") == creds.ami_secret:
+        user = self.server.credentials.ami_user(msg.get("Username"))
+        if user is not None and msg.get("Secret") == user.secret:
             self.logged_in = True
-            self.events_on = (msg.get("Events") or "on").lower() not in ("off", "no", "false")
+            self.user = user
+            self.set_event_mask(msg.get("Events") or "on")
             self.send(_response(msg, "Success", ("Message", "Authentication accepted")))
             uptime = int(time.monotonic() - self.server.started)
-            self.send(AmiMessage((("Event", "FullyBooted"), ("Privilege", "system,all"),
-                                  ("Uptime", str(uptime)),
-                                  ("LastReload", str(int(time.monotonic()
-                                                         - self.server.reloaded))),
-                                  ("Status", "Fully Booted"))), "event")
+            # only to users that read system (manager.c), and only once booted
+            if self.wants("system,all") and self.server.engine.fully_booted:
+                self.send(AmiMessage((("Event", "FullyBooted"), ("Privilege", "system,all"),
+                                      ("Uptime", str(uptime)),
+                                      ("LastReload", str(int(time.monotonic()
+                                                             - self.server.reloaded))),
+                                      ("Status", "Fully Booted"))), "event")
             self._security_event("SuccessfulAuth", "Informational",
                                  [("UsingPassword", "0")], account_first=True)
             return
@@ -168,23 +200,38 @@ class AmiSession:
         self.send(_response(msg, "Error", ("Message", "Authentication failed")))
         self.close()
 
+    def set_event_mask(self, value: str) -> bool:
+        """``Events:``/``EventMask:`` on, off or a class list; True when events flow."""
+        mask = value.strip().lower()
+        if mask in ("on", "yes", "true", "1"):
+            self.event_mask = frozenset({ALL})
+        elif mask in ("off", "no", "false", "none", "0", ""):
+            self.event_mask = frozenset()
+        else:
+            self.event_mask = frozenset(p.strip() for p in mask.split(",")
+                                        if p.strip() in (*CLASSES, ALL))
+        self.events_on = bool(self.event_mask)
+        return self.events_on
+
     def _security_event(self, name: str, severity: str, extra: list[tuple[str, str]],
                         *, account_first: bool = False) -> None:
-        if not self.events_on:
+        if not self.wants("security,all"):
             return
         now = wall_ts()
+        account = self.user.username if self.user is not None else \
+            self.server.credentials.ami_username
         headers: list[tuple[str, str]] = [
             ("Event", name), ("Privilege", "security,all"), ("EventTV", now),
             ("Severity", severity), ("Service", "AMI"), ("EventVersion", "1")]
         if account_first:
-            headers.append(("AccountID", self.server.credentials.ami_username))
+            headers.append(("AccountID", account))
         headers += [("SessionID", self.session_id), ("LocalAddress", self.local),
                     ("RemoteAddress", self.remote)]
         if account_first:
             headers += [*extra, ("SessionTV", now)]
         else:
             headers += [*extra, ("SessionTV", now),
-                        ("AccountID", self.server.credentials.ami_username)]
+                        ("AccountID", account)]
         self.send(AmiMessage(tuple(headers)), "event")
 
 
@@ -275,29 +322,16 @@ class AmiServer:
 
 # --- action handlers -----------------------------------------------------------------------
 
-COMMANDS = (
-    ("WaitEvent", "Wait for an event to occur.", "<none>"),
-    ("Login", "Login Manager.", "<none>"),
-    ("Logoff", "Logoff Manager.", "<none>"),
-    ("Ping", "Keepalive command.", "<none>"),
-    ("Events", "Control Event Flow.", "<none>"),
-    ("ListCommands", "List available manager commands.", "<none>"),
-    ("Hangup", "Hangup channel.", "system,call,all"),
-    ("Getvar", "Gets a channel variable or function value.", "call,reporting,all"),
-    ("Setvar", "Sets a channel variable or function value.", "call,all"),
-    ("Originate", "Originate a call.", "originate,all"),
-    ("Command", "Execute Asterisk CLI Command.", "command,all"),
-    ("SendText", "Sends a text message to channel. A content type can be optionally "
-     "specified. If not set it is set to an empty string allowing a recipient channel driver "
-     "to use default handling.", "call,all"),
-    ("CoreShowChannels", "List currently active channels.", "system,reporting,all"),
-    ("MessageSend", "Send an out of call message to an endpoint.", "message,all"),
-)
+#: Asterisk's actions by lower-case name (Asterisk matches action names case-insensitively).
+_ACTIONS = {name.lower(): name for name in ACTION_CLASSES}
 
 
 def _list_commands(s: AmiSession, msg: AmiMessage) -> None:
-    s.send(_response(msg, "Success", *[(name, f"{text}  (Priv: {priv})")
-                                       for name, text, priv in COMMANDS]))
+    """Every action of Asterisk 22.10.1 the user may run (not only those simulated here)."""
+    write = s.user.write if s.user is not None else frozenset()
+    s.send(_response(msg, "Success", *[
+        (name, f"{text}  (Priv: {priv_text(ACTION_CLASSES[name])})")
+        for name, text in SYNOPSIS if action_allowed(name, write)]))
 
 
 def _ping(s: AmiSession, msg: AmiMessage) -> None:
@@ -443,9 +477,8 @@ def _send_text(s: AmiSession, msg: AmiMessage) -> None:
 
 
 def _events(s: AmiSession, msg: AmiMessage) -> None:
-    mask = (msg.get("EventMask") or "on").lower()
-    s.events_on = mask not in ("off", "no", "false", "none")
-    s.send(_response(msg, "Success", ("Events", "On" if s.events_on else "Off")))
+    on = s.set_event_mask(msg.get("EventMask") or "on")
+    s.send(_response(msg, "Success", ("Events", "On" if on else "Off")))
 
 
 def _getvar(s: AmiSession, msg: AmiMessage) -> None:

@@ -11,8 +11,15 @@ Format (every key optional unless noted)::
     [credentials]                  # AMI user/secret and ARI user/password
     ami_username = "assist"
     ami_secret = "assist"
+    ami_read = "system,call,dtmf,dialplan"      # manager.conf read= (default: the shipped
+    ami_write = "call,reporting,originate,message"  # least-privilege user); "all" for all
     ari_username = "assist"
     ari_password = "assist"
+    [[credentials.ami_users]]      # more AMI users (manager.conf sections), e.g. a read-all one
+    username = "fx-readall"
+    secret = "assist"
+    read = "all"
+    write = "all"
 
     [dialplan]                     # Originate Context/Exten that connects an agent
     context = "dialer"
@@ -56,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from earpiece.agi.ami_permissions import REQUIRED_READ, REQUIRED_WRITE, class_line, parse_classes
 from earpiece.errors import ConfigError
 
 OUTCOMES = ("answer", "busy", "decline", "unavailable", "noanswer", "offline", "congestion",
@@ -112,11 +120,32 @@ class DialerPlan:
 
 
 @dataclass(frozen=True)
+class AmiUser:
+    """One manager.conf user: secret and ``read=``/``write=`` classes."""
+
+    username: str
+    secret: str
+    read: frozenset[str] = REQUIRED_READ
+    write: frozenset[str] = REQUIRED_WRITE
+
+
+@dataclass(frozen=True)
 class Credentials:
     ami_username: str = "assist"
     ami_secret: str = "assist"
     ari_username: str = "assist"
     ari_password: str = "assist"
+    # manager.conf read=/write= of ami_username; the default is the shipped least privilege
+    ami_read: str = field(default_factory=lambda: class_line(REQUIRED_READ))
+    ami_write: str = field(default_factory=lambda: class_line(REQUIRED_WRITE))
+    ami_users: tuple[AmiUser, ...] = ()
+
+    def ami_user(self, username: str | None) -> AmiUser | None:
+        """The AMI user called ``username`` (the main one or one of ``ami_users``)."""
+        if username == self.ami_username:
+            return AmiUser(self.ami_username, self.ami_secret, parse_classes(self.ami_read),
+                           parse_classes(self.ami_write))
+        return next((u for u in self.ami_users if u.username == username), None)
 
 
 @dataclass(frozen=True)
@@ -195,9 +224,34 @@ class Scenario:
                 raise fail("dialer.calls", f"no endpoint named {call!r}")
         cr = _section(data, "credentials", fail)
         credentials = Credentials(**{k: str(v) for k, v in cr.items()
-                                     if k in Credentials.__dataclass_fields__})
+                                     if k in Credentials.__dataclass_fields__
+                                     and k != "ami_users"},
+                                  ami_users=_ami_users(cr.get("ami_users", []), fail))
+        for key in ("ami_read", "ami_write"):
+            try:
+                parse_classes(getattr(credentials, key))
+            except ValueError as exc:
+                raise fail(f"credentials.{key}", str(exc)) from None
         return cls(name=str(data.get("name", "scenario")), endpoints=endpoints,
                    dialplan=dialplan, dialer=dialer, credentials=credentials)
+
+
+def _ami_users(value: Any, fail: Any) -> tuple[AmiUser, ...]:
+    if not isinstance(value, list):
+        raise fail("credentials.ami_users", "must be an array of tables")
+    users = []
+    for i, d in enumerate(value):
+        key = f"credentials.ami_users[{i}]"
+        if not isinstance(d, dict) or "username" not in d:
+            raise fail(key, "needs username (and secret, read, write)")
+        try:
+            users.append(AmiUser(str(d["username"]), str(d.get("secret", "")),
+                                 parse_classes(str(d.get("read", class_line(REQUIRED_READ)))),
+                                 parse_classes(str(d.get("write",
+                                                         class_line(REQUIRED_WRITE))))))
+        except ValueError as exc:
+            raise fail(key, str(exc)) from None
+    return tuple(users)
 
 
 def _section(data: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:
