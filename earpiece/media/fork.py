@@ -25,6 +25,12 @@ Every resource gets an id chosen here before it is requested, so teardown (on th
 ``ChannelLeft``, on ``CallEnded``, and on :meth:`MediaFork.stop`) can remove it even when a
 request failed half-way: hang up the externalMedia and snoop channels, destroy the bridge,
 release the port (404s are expected when Asterisk already removed a snoop with its target).
+Bridges are named ``"<id_prefix>:<app> <call> <party>"``. A call that ends (or a party channel
+that hangs up) while its fork is being made stops the attempt at its next step, and a snoop
+answering 404 means the channel is already gone (a failing Local originate): both are counted
+and logged at DEBUG, not as failures (:mod:`earpiece.media.fork_pbx`). At start-up
+:meth:`MediaFork.clean_leftovers` removes what a killed predecessor left at the PBX
+(:mod:`earpiece.media.fork_leftovers`).
 
 ARI outages: an attach that fails with :class:`~earpiece.errors.PbxConnectionError` is retried
 with backoff while the party's channel is live, and :meth:`MediaFork.resync` (the service runs
@@ -46,7 +52,6 @@ import time
 import uuid as uuidlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from functools import partial
 from typing import Any
 
 from earpiece.agi.calls.call import Call
@@ -70,10 +75,9 @@ from earpiece.media.fork_parts import (
     ForkStats,
     MediaLeg,
     _CallMedia,
-    _codec_for,
-    _make,
     expected_source,
 )
+from earpiece.media.fork_pbx import ForkResources, _Gone
 from earpiece.media.frames import FrameHub, PartyStream
 from earpiece.media.receiver import RtpReceiver
 from earpiece.media.recorder import Recorder
@@ -86,7 +90,7 @@ RETRY_INITIAL_S = 0.5  # first retry of an attach that failed for want of ARI
 RETRY_MAX_S = 8.0
 
 
-class MediaFork:
+class MediaFork(ForkResources):
     def __init__(
         self,
         *,
@@ -125,6 +129,8 @@ class MediaFork:
         self._retrying: dict[tuple[str, Party], asyncio.Task[None]] = {}
         # (kind, id) of resources whose removal failed for want of ARI: retried on resync
         self._leftovers: list[tuple[str, str]] = []
+        self._mine: set[str] = set()  # ids of the PBX resources this process asked for
+        self._clean_pending = False  # clean_leftovers() could not list: done on a resync
         self._unsubscribe: list[Callable[[], None]] = []
         self._running = False
 
@@ -163,6 +169,9 @@ class MediaFork:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for call_id in list(self._calls):
             await self.end_call(call_id)
+        leftovers, self._leftovers = self._leftovers, []
+        for kind, rid in leftovers:  # removals deferred during an ARI outage: one more try
+            await self._remove(kind, rid, "", "")
         if self.recorder is not None:
             await self.recorder.close()
         if self.receiver is not None:
@@ -234,6 +243,7 @@ class MediaFork:
         cm = self._calls.get(ev.call_id)
         if cm is None:
             return
+        cm.left.add(ev.uniqueid)  # an attach in flight on it stops at its next step
         for party, channel_id in list(cm.channels.items()):
             if channel_id == ev.uniqueid:
                 del cm.channels[party]
@@ -246,10 +256,17 @@ class MediaFork:
         await self.attach(call_id, party, channel_id)
 
     def _on_ended(self, ev: CallEnded) -> None:
-        if ev.call_id in self._calls:
+        cm = self._calls.get(ev.call_id)
+        if cm is not None:
+            cm.ended = True  # at once: an attach in flight stops at its next step
             self._spawn(self.end_call(ev.call_id))
         else:
-            self._ended[ev.call_id] = None
+            self._remember_ended(ev.call_id)
+
+    def _remember_ended(self, call_id: str) -> None:
+        self._ended[call_id] = None
+        while len(self._ended) > ENDED_MEMORY:
+            self._ended.popitem(last=False)
 
     # -- public operations -------------------------------------------------------------------
 
@@ -278,18 +295,30 @@ class MediaFork:
             return None, None
         cm = self._call(call_id)
         async with cm.lock:
-            if cm.ended or party in cm.legs:
-                return cm.legs.get(party), None
+            if party in cm.legs:
+                return cm.legs[party], None
+            if cm.ended or channel_id in cm.left:
+                self.stats.attach_gone += 1
+                log.debug("media fork of %s %s (channel %s) not made: %s", call_id, party,
+                          channel_id, "the call ended" if cm.ended else "the channel hung up")
+                return None, None
             cm.channels.setdefault(party, channel_id)
             key = f"{self.id_prefix}-{uuidlib.uuid4().hex[:16]}-{party}"
             leg = MediaLeg(call_id, party, channel_id, key, self.settings.transport)
             try:
-                await self._create(leg)
-            except (EarpieceError, OSError, KeyError, ValueError) as exc:
+                await self._create(leg, cm)
+            except (_Gone, EarpieceError, OSError, KeyError, ValueError) as exc:
+                await self._teardown(leg)
+                gone = self._gone(cm, leg, exc)
+                if gone is not None:  # expected (a failing Local originate, say): no WARNING
+                    self.stats.attach_gone += 1
+                    log.debug("media fork of %s %s (channel %s) abandoned at %s: %s; "
+                              "nothing left at the PBX", call_id, party, channel_id,
+                              leg.step, gone)
+                    return None, None
                 self.stats.attach_failed += 1
                 log.warning("media fork of %s %s (channel %s) failed: %s", call_id, party,
                             channel_id, exc)
-                await self._teardown(leg)
                 return None, exc
             leg.attached_at = time.monotonic()
             cm.legs[party] = leg
@@ -373,15 +402,19 @@ class MediaFork:
             return
         asked = time.monotonic()
         try:
-            live = {c.id for c in await self.ari.list_channels()}
-            bridges = {b.id for b in await self.ari.list_bridges()}
+            channels = await self.ari.list_channels()
+            bridge_list = await self.ari.list_bridges()
         except EarpieceError as exc:
             log.warning("media resync: cannot list the PBX's channels and bridges: %s", exc)
             return
+        live = {c.id for c in channels}
+        bridges = {b.id for b in bridge_list}
         self.stats.resyncs += 1
         leftovers, self._leftovers = self._leftovers, []
         for kind, rid in leftovers:
             await self._remove(kind, rid, "", "")
+        if self._clean_pending:  # clean_leftovers() found ARI unreachable
+            await self._clean(channels, bridge_list)
         work: list[Awaitable[Any]] = []
         for cm in list(self._calls.values()):
             if cm.ended:
@@ -423,11 +456,9 @@ class MediaFork:
         cm = self._calls.get(call_id)
         if cm is None:
             return
-        self._ended[call_id] = None
-        while len(self._ended) > ENDED_MEMORY:
-            self._ended.popitem(last=False)
+        self._remember_ended(call_id)
+        cm.ended = True  # before the lock: an attach holding it stops at its next step
         async with cm.lock:
-            cm.ended = True
             for party in list(cm.legs):
                 await self._teardown(cm.legs.pop(party))
             self._calls.pop(call_id, None)
@@ -435,93 +466,6 @@ class MediaFork:
             fut = self.recorder.end_call(call_id)
             if fut is not None:
                 await asyncio.wrap_future(fut)
-
-    # -- PBX resources -----------------------------------------------------------------------
-
-    def _advertise(self) -> str:
-        s = self.settings
-        return s.advertise_host or s.bind_host
-
-    async def _create(self, leg: MediaLeg) -> None:
-        s = self.settings
-        ari = self.ari
-        codec = _codec_for(s)
-        leg.bridge_id = f"{leg.key}-bridge"
-        leg.em_id = f"{leg.key}-em"
-        leg.snoop_id = f"{leg.key}-snoop"
-        bridge = await _make(leg, "bridge", ari.create_bridge(
-            type="mixing", bridge_id=leg.bridge_id, name=f"earpiece {leg.call_id} {leg.party}"))
-        leg.bridge_id = bridge.id
-        leg.created.append("bridge")
-        if s.transport == "rtp":
-            assert self.receiver is not None
-            leg.port = await self.receiver.allocate_port()
-            em = await _make(leg, "external_media", ari.external_media(
-                app=self.app, external_host=f"{self._advertise()}:{leg.port}", format=s.format,
-                channel_id=leg.em_id,
-            ))
-            leg.em_id = em.id
-            leg.created.append("external_media")
-            leg.source = expected_source(em.channelvars)
-            leg.stream = self.receiver.register(leg.port, leg.call_id, leg.party, codec,
-                                                source=leg.source)
-        else:
-            assert self.audiosocket is not None
-            leg.audiosocket_uuid = str(uuidlib.uuid4())
-            leg.stream = self.audiosocket.register(leg.audiosocket_uuid, leg.call_id, leg.party,
-                                                   codec)
-            em = await _make(leg, "external_media", ari.external_media(
-                app=self.app, external_host=f"{self._advertise()}:{self.audiosocket.port}",
-                format="slin16" if codec == "slin16le" else "slin", channel_id=leg.em_id,
-                encapsulation="audiosocket", transport="tcp", connection_type="client",
-                data=leg.audiosocket_uuid,
-            ))
-            leg.em_id = em.id
-            leg.created.append("external_media")
-        snoop = await _make(leg, "snoop", ari.snoop_channel(
-            leg.channel_id, app=self.app, spy="in",
-            app_args=f"earpiece-media,{leg.call_id},{leg.party}", snoop_id=leg.snoop_id,
-        ))
-        leg.snoop_id = snoop.id
-        leg.created.append("snoop")
-        await ari.add_channel_to_bridge(leg.bridge_id, leg.em_id)
-        await ari.add_channel_to_bridge(leg.bridge_id, leg.snoop_id)
-
-    async def _teardown(self, leg: MediaLeg) -> None:
-        """Remove everything the leg may have created; each step independent of the others."""
-        for what, kind, rid in (("external_media", "channel", leg.em_id),
-                                ("snoop", "channel", leg.snoop_id),
-                                ("bridge", "bridge", leg.bridge_id)):
-            if rid and what in leg.requested:
-                await self._remove(kind, rid, leg.call_id, leg.party)
-        if leg.port is not None and self.receiver is not None:
-            self.receiver.release_port(leg.port)
-            leg.port = None
-        if leg.audiosocket_uuid and self.audiosocket is not None:
-            self.audiosocket.unregister(leg.audiosocket_uuid)
-            leg.audiosocket_uuid = ""
-        self.stats.detached += 1
-
-    async def _remove(self, kind: str, rid: str, call_id: str, party: str) -> None:
-        """Hang up a channel / destroy a bridge; kept for the next resync if ARI is down."""
-        op: Callable[[], Awaitable[None]] = (
-            partial(self.ari.hangup_channel, rid) if kind == "channel"
-            else partial(self.ari.destroy_bridge, rid)
-        )
-        try:
-            await op()
-        except PbxConnectionError as exc:
-            self.stats.teardown_deferred += 1
-            self._leftovers.append((kind, rid))
-            log.warning("media teardown of %s %s: %s %s deferred until ARI is back: %s",
-                        call_id, party, kind, rid, exc)
-        except EarpieceError as exc:
-            # 404: never created, or Asterisk removed it with the snooped channel.
-            if getattr(exc, "status", None) != 404:
-                self.stats.teardown_errors += 1
-                log.warning("media teardown of %s %s: %s %s: %s", call_id, party, kind, rid,
-                            exc)
-
 
 __all__ = [
     "ENDED_MEMORY",

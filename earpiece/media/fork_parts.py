@@ -88,6 +88,7 @@ class MediaLeg:
     created: list[str] = field(default_factory=list)  # resources as they were confirmed
     requested: set[str] = field(default_factory=set)  # resources asked for (maybe created)
     attached_at: float = 0.0  # time.monotonic() when the fork was complete
+    step: str = ""  # the request being made (bridge, external_media, snoop, add_...)
 
 
 @dataclass
@@ -98,6 +99,7 @@ class _CallMedia:
     ended: bool = False
     channels: dict[Party, str] = field(default_factory=dict)
     legs: dict[Party, MediaLeg] = field(default_factory=dict)
+    left: set[str] = field(default_factory=set)  # party channels that hung up (ChannelLeft)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -112,6 +114,19 @@ class ForkStats:
     replaced: int = 0  # forks whose PBX resources vanished, made again by a resync
     teardown_errors: int = 0
     teardown_deferred: int = 0  # removals postponed because ARI was unreachable
+    # forks not made (or abandoned half-way, everything removed) because the call ended or
+    # the party's channel was gone first: a snoop answering 404, say (no WARNING)
+    attach_gone: int = 0
+    # a dead predecessor's helpers removed at start-up (see MediaFork.clean_leftovers)
+    leftover_snoops: int = 0
+    leftover_media: int = 0  # externalMedia (UnicastRTP / AudioSocket) channels
+    leftover_bridges: int = 0
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed ARI request (``AriHttpError.status``), else ``None``."""
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
 
 
 def _codec_for(settings: MediaSettings) -> Codec:
