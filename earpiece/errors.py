@@ -73,3 +73,7 @@ class CrmError(EarpieceError):
 
 class CrmConnectionError(CrmError):
     """The CRM database server is unreachable or rejected the connection."""
+
+
+class EslProtocolError(ProtocolError):
+    """Malformed FreeSWITCH event-socket (ESL) frame, command or event."""
