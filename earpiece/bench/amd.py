@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--dir", default=None,
-                        help="evaluation-set directory (default ~/.cache/earpiece/evalset-amd-v2 "
+                        help="evaluation-set directory (default ~/.cache/earpiece/evalset-amd-v3 "
                              "or $EARPIECE_EVALSET_DIR); generated when missing")
     parser.add_argument("--split", choices=("test", "tune", "all"), default="test",
                         help="held-out items (test, default), tuning items, or all")
@@ -134,7 +134,7 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
         OracleGreetings,
         WhisperGreetings,
         WordsOptions,
-        analyze_with_words,
+        analyze_revised,
     )
 
     words_options = WordsOptions(first_s=words_first_s, step_s=words_step_s,
@@ -147,25 +147,29 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
                                      model=asr_model)
     snapshots: list[dict[str, Any]] = []
     ours: list[CpaResult] = []
+    late: list[CpaResult | None] = []
     base: list[CpaResult] = []
     t_ours = t_base = audio_s = 0.0
     for it in items:
         x, rate, _ = read_wav(root / it.file)
         audio_s += x.size / rate
         t0 = time.perf_counter()
-        if greetings is not None and it.group == "amd":
-            r, log_ = analyze_with_words(x, rate, greetings.for_item(it.file, item_language(it)),
-                                         options=post, words=words_options)
+        if it.group != "tone":  # from answer, watching after the verdict for a revision
+            r, lt, log_ = analyze_revised(
+                x, rate, greetings.for_item(it.file, item_language(it))
+                if greetings is not None else None, options=post, words=words_options)
             ours.append(r)
+            late.append(lt)
             snapshots.extend(log_)
         else:
-            ours.append(analyze_audio(x, rate, options=pre if it.group == "tone" else post))
+            ours.append(analyze_audio(x, rate, options=pre))
+            late.append(None)
         t1 = time.perf_counter()
         base.append(baseline_result(x, rate, cfg))
         t_base += time.perf_counter() - t1
         t_ours += t1 - t0
     report = {
-        "earpiece": {**score(items, ours), "cpu_s": round(t_ours, 2), "amd": mode,
+        "earpiece": {**score(items, ours, late), "cpu_s": round(t_ours, 2), "amd": mode,
                      "words": {**_words_summary(snapshots, greetings), "machine_p": machine_p,
                                "human_p": human_p, "words_wait_s": words_wait_s,
                                "first_s": words_first_s, "step_s": words_step_s}
@@ -175,7 +179,12 @@ def evaluate(root: Path, split: str, *, tone_plan: str = "all", amd_conf: str | 
                      if amd_conf is None else f"app_amd.c isAnsweringMachine, {amd_conf}"},
         "set": {**_set_info(root, split, len(items)), "audio_s": round(audio_s, 1)},
     }
+    _late_errors[:] = late
     return report, list(zip(items, ours, strict=True))
+
+
+#: The revisions of the last evaluate() run, per item (for --errors).
+_late_errors: list[CpaResult | None] = []
 
 
 def _words_summary(snapshots: Sequence[dict[str, Any]], greetings: Any) -> dict[str, Any]:
@@ -191,17 +200,32 @@ def _words_summary(snapshots: Sequence[dict[str, Any]], greetings: Any) -> dict[
     return {"oracle": False, **out}
 
 
+#: The headline: latency per class, as a dialer feels it (``by_truth``), then the rest.
+HEADLINE = (("human recall (judged human)", "human", "recall"),
+            ("  wait before human, median", "human", "correct_median_s"),
+            ("  wait before human, p95", "human", "correct_p95_s"),
+            ("  people revised to machine", "human", "revised_to_machine"),
+            ("machine recall (released)", "machine", "recall"),
+            ("  release, median", "machine", "correct_median_s"),
+            ("  release, p95", "machine", "correct_p95_s"),
+            ("  caught late (machine_late)", "machine", "caught_late"),
+            ("  late: after first, median", "machine", "late_after_median_s"),
+            ("  recall with late <= 3 s", "machine", "recall_revised"),
+            ("  release with late, median", "machine", "release_median_s"),
+            ("  release with late, p95", "machine", "release_p95_s"))
+
+
 def _table(report: dict[str, Any], out: Callable[[str], None]) -> None:
-    keys = ("accuracy_human_machine", "decision_median_s", "decision_p95_s", "tone_accuracy",
-            "accuracy_all")
-    out(f"{'metric':28} {'earpiece':>10} {'app_amd':>10}")
-    for k in keys:
-        out(f"{k:28} {report['earpiece'][k]!s:>10} {report['baseline'][k]!s:>10}")
-    for label, key in (("human", "recall"), ("human", "correct_median_s"),
-                       ("machine", "recall"), ("machine", "correct_median_s")):
+    keys = ("accuracy_human_machine", "accuracy_human_machine_revised", "decision_median_s",
+            "decision_p95_s", "tone_accuracy", "after_answer_tone_accuracy", "accuracy_all")
+    out(f"{'per class (by_truth)':32} {'earpiece':>10} {'app_amd':>10}")
+    for name, label, key in HEADLINE:
         cells = [report[side].get("by_truth", {}).get(label, {}).get(key)
                  for side in ("earpiece", "baseline")]
-        out(f"{label + ' ' + key:28} {cells[0]!s:>10} {cells[1]!s:>10}")
+        out(f"{name:32} {cells[0]!s:>10} {cells[1]!s:>10}")
+    out("")
+    for k in keys:
+        out(f"{k:32} {report['earpiece'].get(k)!s:>10} {report['baseline'].get(k)!s:>10}")
     for name in ("earpiece", "baseline"):
         out(f"\n{name} confusion (rows = truth):")
         conf = report[name]["confusion"]
@@ -332,10 +356,13 @@ def _main_labelled(args: argparse.Namespace) -> int:
 
 def _print_errors(args: argparse.Namespace, pairs: Sequence[tuple[Item, CpaResult]]) -> None:
     if args.errors:
-        for it, r in pairs:
-            if it.label != r.label:
+        lates = _late_errors if len(_late_errors) == len(pairs) else [None] * len(pairs)
+        for (it, r), lt in zip(pairs, lates, strict=True):
+            if it.label != r.label or lt is not None:
                 print(json.dumps({"file": it.file, "truth": it.label, "got": r.label,
                                   "decision_s": r.decision_s, "rule": r.evidence.get("rule"),
+                                  "late": lt.label if lt else None,
+                                  "late_after_s": lt.evidence.get("after_s") if lt else None,
                                   "source": it.source, "params": it.params},
                                  ensure_ascii=False), file=sys.stderr)
 

@@ -63,6 +63,21 @@ def analyze_with_words(samples: npt.NDArray[np.int16], rate: int, transcribe: Tr
     The snapshots follow :class:`~earpiece.cpa.words.GreetingSnapshots`, the schedule the
     live path runs; ``transcribe`` gets the whole recording and the snapshot's sample span.
     """
+    result, _, log_ = analyze_revised(samples, rate, transcribe, options=options, words=words,
+                                      revise=False)
+    return result, log_
+
+
+def analyze_revised(samples: npt.NDArray[np.int16], rate: int, transcribe: Transcriber | None,
+                    *, options: CpaOptions | None = None, words: WordsOptions | None = None,
+                    revise: bool = True) -> tuple[CpaResult, CpaResult | None,
+                                                  list[dict[str, float | str]]]:
+    """(first verdict, its revision or None, transcript log) of a post-answer recording.
+
+    Like :func:`analyze_with_words` (no words when ``transcribe`` is None); with ``revise``
+    the recording runs on after the first verdict while the detector watches
+    (:mod:`earpiece.cpa.late`), transcripts already under way still arriving.
+    """
     x = resample_to_8k(np.asarray(samples, dtype=np.int16).ravel(), rate)
     det = CallProgressDetector(options)
     det.answer()
@@ -72,33 +87,25 @@ def analyze_with_words(samples: npt.NDArray[np.int16], rate: int, transcribe: Tr
     snaps.answer()
     log_: list[dict[str, float | str]] = []
     pending: list[tuple[float, str]] = []  # (available at, text)
-    result: CpaResult | None = None
     for i in range(0, x.size - FRAME + 1, FRAME):
         frame = x[i:i + FRAME]
-        r = det.feed(frame)
-        if r is not None:
-            result = r
-            break
+        det.feed(frame)
         t = det.t
-        while pending and pending[0][0] <= t + 1e-9:
+        while pending and pending[0][0] <= t + 1e-9 and det.late is None:
             _, text = pending.pop(0)
             snaps.done()
-            r = det.add_transcript(text)
-            if r is not None:
-                result = r
-                break
-        if result is not None:
+            det.add_transcript(text)
+        if det.result is not None and not (revise and det.watching):
             break
-        audio = snaps.push(frame, det)
-        if audio is not None:
+        audio = snaps.push(frame, det) if transcribe is not None else None
+        if audio is not None and transcribe is not None:
             start, end = snaps.last_span
             text, decode_s = transcribe(x, start, end)
             pending.append((t + decode_s, text))
             log_.append({"snapshot_s": round(t, 3), "decode_s": round(decode_s, 3),
                          "available_s": round(t + decode_s, 3), "text": text})
-    if result is None:
-        result = det.finish()
-    return result, log_
+    result = det.result if det.result is not None else det.finish()
+    return result, det.late if revise else None, log_
 
 
 class WhisperGreetings:

@@ -20,7 +20,11 @@ also decides human / machine / fax / silence as early as the evidence allows:
 * machine wording in a transcript handed to :meth:`add_transcript` -> machine;
 * nothing but silence for ``silence_timeout_s`` -> silence (dead air may run past ``max_s``
   for that: a fax's CNG can stay quiet for 3.5 s); undecided at ``max_s`` ->
-  unknown (deferred while a tone cadence is still being matched).
+  unknown (deferred while a tone cadence is still being matched);
+* after the verdict it keeps listening (:mod:`earpiece.cpa.late`): a tone or SIT revises any
+  verdict, a beep / monologue / machine wording revises "human" to ``machine_late``
+  (:attr:`CallProgressDetector.late`). A beep at a SIT frequency waits while a SIT may be
+  under way, and the one or two speech-looking frames at a tone's edges are not speech.
 
 :func:`analyze_audio` runs the same detector over a whole recording. Pure computation, no I/O.
 """
@@ -29,8 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ import numpy.typing as npt
 
 from earpiece.cpa.amd_model import AmdModel, load_default
 from earpiece.cpa.amd_words import word_evidence
+from earpiece.cpa.late import MACHINE_LATE, LateWatch, ToneEdges, Utterance, rules_verdict
 from earpiece.cpa.options import (
     INTERCEPT_PHRASES,
     LABELS,
@@ -45,11 +48,12 @@ from earpiece.cpa.options import (
     TONE_LABELS,
     CpaOptions,
     CpaResult,
+    intercept_after_answer,
+    phrase_in,
 )
 from earpiece.cpa.tones import (
     FRAME,
     FRAME_S,
-    RATE,
     SIT_FIRST,
     SIT_SECOND,
     SIT_THIRD,
@@ -61,19 +65,10 @@ from earpiece.cpa.tones import (
     TonePlan,
     frequency_sets,
     plans_for,
+    resample_to_8k,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Utterance:
-    start_s: float
-    last_speech_s: float
-    speech_s: float = 0.0
-    bursts: int = 1
-    burst_last_s: float = 0.0
-    max_pause_s: float = 0.0
 
 
 class CallProgressDetector:
@@ -98,13 +93,17 @@ class CallProgressDetector:
         self._pre_label: str | None = None
         self.result: CpaResult | None = None  # the post-answer (or final) verdict
         self.pre_answer_result: CpaResult | None = None
+        self.late: CpaResult | None = None  # a revision of ``result`` (see earpiece.cpa.late)
+        self._watch: LateWatch | None = None
+        self._edges = ToneEdges()
+        self._sit_segments: list[dict[str, float]] = []
         self._floor: float | None = None
         self._last_tone_s = -1e9
         self._tone_frames = 0
         self._tone_seen_label: str | None = None
         self._speech_frames = 0
         self._first_speech_s: float | None = None
-        self._utt: _Utterance | None = None
+        self._utt: Utterance | None = None
         self._utterances: list[dict[str, float]] = []
         self._last_speech_s: float | None = None
         self._pure_run: list[float] = []  # [freq, duration] of the current pure-tone run
@@ -162,13 +161,16 @@ class CallProgressDetector:
         self._words.append(text)
         low = text.lower()
         if not self.answered:
-            hit = _phrase(low, INTERCEPT_PHRASES)
+            hit = phrase_in(low, INTERCEPT_PHRASES)
             if hit:
                 return self._pre("sit", 0.9, {"rule": "intercept_words", "phrase": hit})
             return None
         if self.result is not None:
-            return None
-        hit = _phrase(low, MACHINE_PHRASES)
+            return self._late_words(low)
+        hit = phrase_in(low, intercept_after_answer)
+        if hit:
+            return self._decide("sit", 0.9, "intercept_words", phrase=hit)
+        hit = phrase_in(low, MACHINE_PHRASES)
         if hit:
             return self._decide("machine", 0.95, "machine_words", phrase=hit)
         if self.options.words_weight > 0:
@@ -177,9 +179,30 @@ class CallProgressDetector:
             self._word_cues = ev.cues
             utt = self._utt
             if self.options.amd == "model" and utt is not None \
-                    and utt.speech_s >= self.options.min_utterance_s:
+                    and utt.real_s >= self.options.min_utterance_s:
                 return self._model_verdict(self.t, utt)
         return None
+
+    def _late_words(self, low: str) -> CpaResult | None:
+        if not self.watching or self.result is None or self.result.label != "human":
+            return None
+        hit = phrase_in(low, intercept_after_answer)
+        if hit:
+            return self._revise("sit", 0.9, "intercept_words", phrase=hit)
+        hit = phrase_in(low, MACHINE_PHRASES)
+        return self._revise(MACHINE_LATE, 0.9, "late_machine_words", phrase=hit) if hit else None
+
+    @property
+    def watching(self) -> bool:
+        """After the verdict, still listening for a revision (see :mod:`earpiece.cpa.late`)."""
+        w = self._watch
+        return w is not None and self.late is None and w.open(self.t)
+
+    def agent_activity(self, speaking: bool) -> None:
+        """The agent's voice activity for the frame just fed (ends the watch once the agent
+        has spoken and the customer answered)."""
+        if self._watch is not None:
+            self._watch.agent(speaking, self.t)
 
     @property
     def first_speech_s(self) -> float | None:
@@ -197,7 +220,7 @@ class CallProgressDetector:
         None before answer, before the first speech, and between a click and real speech.
         """
         utt = self._utt
-        if not self.answered or utt is None or utt.speech_s < self.options.min_utterance_s \
+        if not self.answered or utt is None or utt.real_s < self.options.min_utterance_s \
                 or self._first_speech_s is None:
             return None
         t = self.t
@@ -242,14 +265,43 @@ class CallProgressDetector:
             if tone_label is not None:
                 return self._pre(tone_label, 0.95, {"rule": "tone_cadence"})
             return None
+        edge, back = self._edges.frame(ft.tone >= 0, speech, t)
+        if back and self._utt is not None:
+            self._utt.edge_s = min(self._utt.speech_s, self._utt.edge_s + back * FRAME_S)
+        if tone_label is not None and tone_label == "fax" and self._first_speech_s is not None \
+                and self._tone_seen_label == "fax.cng":
+            tone_label = None  # a greeting, then something CNG-like: not a calling fax
         if self.result is not None:
-            return None
+            return self._after(tone_label, speech, edge, t)
         if tone_label is not None:
-            if not (tone_label == "fax" and self._first_speech_s is not None
-                    and self._tone_seen_label == "fax.cng"):
-                return self._decide(tone_label, 0.95, "tone_cadence")
-        self._speech(speech, t)
+            return self._decide(tone_label, 0.95, "tone_cadence")
+        self._speech(speech, t, edge)
         return self._amd(t)
+
+    def _after(self, tone_label: str | None, speech: bool, edge: bool,
+               t: float) -> CpaResult | None:
+        w, first = self._watch, self.result
+        if w is None or first is None or self.late is not None or not w.open(t):
+            return None
+        self._speech(speech, t, edge)
+        if tone_label is not None and tone_label != first.label:
+            return self._revise(tone_label, 0.95, "tone_cadence")
+        if first.label != "human":
+            return None
+        o = self.options
+        if self._beeps and self._beeps[-1]["end_s"] > w.verdict_s and not self._sit.partial():
+            return self._revise(MACHINE_LATE, 0.9, "late_beep")
+        run = self._pure_run
+        if self._beep_sounding() and run[1] >= o.beep_min_s and not self._sit.partial():
+            return self._revise(MACHINE_LATE, 0.9, "late_beep",
+                                beep_sounding={"hz": round(run[0], 1), "dur_s": round(run[1], 3)})
+        utt = self._utt
+        if utt is not None and utt.real_s >= o.min_utterance_s:
+            mono = utt.last_speech_s - max(utt.start_s, w.verdict_s)
+            if mono >= o.late_monologue_s:
+                return self._revise(MACHINE_LATE, 0.85, "late_monologue",
+                                    monologue_s=round(mono, 3))
+        return None
 
     def _tones(self, ft: FrameTones, t: float) -> str | None:
         if ft.tone >= 0:
@@ -264,6 +316,8 @@ class CallProgressDetector:
         if self._sit.update(ft.tone) and found is None:
             found = "sit"
             self._tone_seen_label = "sit"
+            self._sit_segments = [{"hz": self._bank.freq_sets[i][0], "dur_s": round(d, 3)}
+                                  for i, d in self._sit.segments()]
         return found
 
     def _vad(self, ft: FrameTones) -> bool:
@@ -301,7 +355,7 @@ class CallProgressDetector:
                                 "end_s": round(t, 3)})
         self._pure_run = [ft.pure_hz, FRAME_S, 0.0, -200.0] if pure else []
 
-    def _speech(self, speech: bool, t: float) -> None:
+    def _speech(self, speech: bool, t: float, edge: bool = False) -> None:
         o = self.options
         utt = self._utt
         if speech:
@@ -309,7 +363,9 @@ class CallProgressDetector:
             if utt is None or t - utt.last_speech_s > o.utterance_gap_s:
                 if utt is not None:
                     self._close_utterance()
-                utt = self._utt = _Utterance(start_s=t - FRAME_S, last_speech_s=t,
+                if self._watch is not None:
+                    self._watch.customer_started(t)
+                utt = self._utt = Utterance(start_s=t - FRAME_S, last_speech_s=t,
                                              burst_last_s=t)
             else:
                 if t - utt.burst_last_s > o.word_gap_s:
@@ -318,18 +374,19 @@ class CallProgressDetector:
                 utt.burst_last_s = t
                 utt.last_speech_s = t
             utt.speech_s += FRAME_S
-            if utt.speech_s >= o.min_utterance_s:
+            utt.edge_s += FRAME_S if edge else 0.0
+            if utt.real_s >= o.min_utterance_s:
                 self._max_pause_s = max(self._max_pause_s, utt.max_pause_s)
                 if self._first_speech_s is None:
                     self._first_speech_s = utt.start_s
             self._last_speech_s = t
-        elif utt is not None and utt.speech_s < o.min_utterance_s and \
+        elif utt is not None and utt.real_s < o.min_utterance_s and \
                 t - utt.last_speech_s > o.utterance_gap_s:
             self._utt = None  # a click, not speech
 
     def _close_utterance(self) -> None:
         utt = self._utt
-        if utt is not None and utt.speech_s >= self.options.min_utterance_s:
+        if utt is not None and utt.real_s >= self.options.min_utterance_s:
             self._utterances.append({"start_s": round(utt.start_s, 3),
                                      "end_s": round(utt.last_speech_s, 3),
                                      "speech_s": round(utt.speech_s, 3),
@@ -345,33 +402,24 @@ class CallProgressDetector:
         o = self.options
         if o.amd == "off":
             return None
-        if self._beeps and self._beeps[-1]["end_s"] <= t:
+        # SIT first: its segments look like beeps (a beep after a greeting does not wait)
+        sit_pending = self._first_speech_s is None and self._sit.partial()
+        if self._beeps and self._beeps[-1]["end_s"] <= t and not sit_pending:
             return self._decide("machine", 0.9, "beep")
         run = self._pure_run
-        if self._beep_sounding() and run[1] >= o.beep_min_s:
+        if self._beep_sounding() and run[1] >= o.beep_min_s and not sit_pending:
             return self._decide("machine", 0.9, "beep",
                                 beep_sounding={"hz": round(run[0], 1),
                                                "dur_s": round(run[1], 3)})
         utt = self._utt
-        if o.amd == "model" and utt is not None and utt.speech_s >= o.min_utterance_s:
+        if o.amd == "model" and utt is not None and utt.real_s >= o.min_utterance_s:
             verdict = self._model_verdict(t, utt)
             if verdict is not None:
                 return verdict
-        elif utt is not None and utt.speech_s >= o.min_utterance_s:
-            span = utt.last_speech_s - utt.start_s
-            if span >= o.long_greeting_s or utt.bursts > o.max_human_bursts:
-                conf = min(0.99, 0.75 + 0.1 * utt.bursts / 3 + 0.1 * (span - o.long_greeting_s))
-                rule = "long_greeting" if span >= o.long_greeting_s else "many_words"
-                return self._decide("machine", conf, rule)
-            silent = t - utt.last_speech_s
-            # a very short greeting ("hello?") needs less silence behind it than a longer one,
-            # which may be the first phrase of a recording
-            wait = (o.human_silence_short_s if span <= o.short_greeting_s
-                    and utt.bursts <= 2 else o.human_silence_s)
-            if silent >= wait:
-                conf = min(0.97, 0.65 + 0.25 * (1 - span / o.long_greeting_s)
-                           + 0.1 * min(1.0, silent / 1.0))
-                return self._decide("human", conf, "short_greeting_then_silence")
+        elif utt is not None and utt.real_s >= o.min_utterance_s:
+            ruled = rules_verdict(o, utt, t)
+            if ruled is not None:
+                return self._decide(*ruled)
         tone_recent = t - self._last_tone_s < 4.5
         if self._first_speech_s is None and self._utt is None and not tone_recent \
                 and t >= o.silence_timeout_s and self._tone_frames == 0:
@@ -380,7 +428,7 @@ class CallProgressDetector:
         dead_air = self._first_speech_s is None and self._tone_frames == 0
         if t >= o.max_s and not (tone_recent and t < o.tone_max_s) \
                 and not (dead_air and t < o.silence_timeout_s):
-            if utt is not None and utt.speech_s >= o.min_utterance_s:
+            if utt is not None and utt.real_s >= o.min_utterance_s:
                 if t < o.max_s + o.human_silence_s:
                     return None
                 p = self._p_machine()
@@ -404,7 +452,7 @@ class CallProgressDetector:
             p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
         return p
 
-    def _model_verdict(self, t: float, utt: _Utterance) -> CpaResult | None:
+    def _model_verdict(self, t: float, utt: Utterance) -> CpaResult | None:
         o = self.options
         span = utt.last_speech_s - utt.start_s
         if span >= o.hard_long_greeting_s:
@@ -448,7 +496,7 @@ class CallProgressDetector:
     def _evidence(self, rule: str, **extra: Any) -> dict[str, Any]:
         utt = self._utt
         utterances = list(self._utterances)
-        if utt is not None and utt.speech_s >= self.options.min_utterance_s:
+        if utt is not None and utt.real_s >= self.options.min_utterance_s:
             utterances.append({"start_s": round(utt.start_s, 3),
                                "end_s": round(utt.last_speech_s, 3),
                                "speech_s": round(utt.speech_s, 3), "bursts": utt.bursts})
@@ -472,13 +520,27 @@ class CallProgressDetector:
             ev["tone_plan"] = self._tone_seen_label
         if self._tone_frames:
             ev["tone_frames"] = self._tone_frames
+        if self._sit_segments:
+            ev["sit_segments"] = list(self._sit_segments)
         ev.update(extra)
         return ev
 
     def _decide(self, label: str, confidence: float, rule: str, **extra: Any) -> CpaResult:
         self.result = CpaResult(label, confidence, round(self.t, 3),
                                 self._evidence(rule, **extra))
+        o = self.options
+        if self.answered and o.revise_s > 0 and label not in ("sit", "unknown"):
+            self._watch = LateWatch(label, self.t, self.t + o.revise_s)
         return self.result
+
+    def _revise(self, label: str, confidence: float, rule: str, **extra: Any) -> CpaResult:
+        w, first = self._watch, self.result
+        assert w is not None and first is not None
+        w.done = True
+        self.late = CpaResult(label, confidence, round(self.t, 3), self._evidence(
+            rule, phase="after_verdict", revises=first.label,
+            after_s=round(self.t - w.verdict_s, 3), **extra))
+        return self.late
 
     def _pre(self, label: str, confidence: float, extra: dict[str, Any]) -> CpaResult | None:
         if label == self._pre_label:
@@ -488,28 +550,6 @@ class CallProgressDetector:
         self.pre_answer_result = CpaResult(label, confidence, round(self.t, 3),
                                            self._evidence(rule, **extra))
         return self.pre_answer_result
-
-
-def _phrase(text: str, phrases: tuple[str, ...]) -> str | None:
-    norm = re.sub(r"\s+", " ", text.replace("’", "'"))
-    for p in phrases:
-        if p in norm:
-            return p
-    return None
-
-
-def resample_to_8k(samples: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.int16]:
-    """Polyphase resampling of int16 audio to 8 kHz (identity at 8 kHz)."""
-    if rate == RATE:
-        return samples
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(rate, RATE)
-    y = resample_poly(samples.astype(np.float64), RATE // g, rate // g)
-    out: npt.NDArray[np.int16] = np.clip(np.round(y), -32768, 32767).astype(np.int16)
-    return out
 
 
 def analyze_audio(samples: npt.NDArray[np.int16], rate: int, *,

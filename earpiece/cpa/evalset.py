@@ -21,6 +21,12 @@ Material:
   and SIT (913.8/985.2, 1370.6/1428.5, 1776.7 Hz), some followed by ss-noservice, with
   +-1.5 % frequency drift, +-10 % cadence jitter, -10..-35 dBFS, random start phase.
 
+* **answered, then tone** (since v3, group ``answer_tone``, analysed from answer: false answer
+  supervision): after 0-1.2 s of line noise, every tone plan's busy / congestion / ringback,
+  SIT alone or followed by an intercept message (espeak-ng English and Mandarin,
+  :data:`INTERCEPT_EN` / :data:`INTERCEPT_CMN`, or Asterisk's ``ss-noservice``), and fax CED.
+  They are drawn from their own random stream after the v2 items, so every v2 file is the same.
+
 Every item goes through a telephone band-pass (300-3400 Hz), additive noise at a drawn SNR
 and a G.711 mu-law round trip.
 
@@ -54,7 +60,7 @@ from earpiece.cpa.tones import PLANS, SIT_FIRST, SIT_SECOND, SIT_THIRD, synth_to
 
 log = logging.getLogger(__name__)
 
-VERSION = "evalset-amd-v2"
+VERSION = "evalset-amd-v3"
 SEED = 20261123
 RATE = 8000
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
@@ -96,6 +102,13 @@ MACHINE_CMN = (
     "您拨打的电话正在通话中，请稍后再拨。",
     "您好，欢迎致电，现在是非工作时间，请留言。",
 )
+#: Intercept messages after a SIT (English and Mandarin carriers).
+INTERCEPT_EN = ("We're sorry, the number you have dialed is not in service. Please check the "
+                "number and dial again.",
+                "The number you have reached has been disconnected or is no longer in service.",
+                "Your call cannot be completed as dialed. Please check the number and try again.")
+INTERCEPT_CMN = ("对不起，您拨打的号码是空号，请查证后再拨。", "您拨打的电话已停机。",
+                 "对不起，您拨打的号码不存在，请查证后再拨。")
 #: Short recorded greetings (about 1 s); they always end in a beep here (a 1 s recording
 #: followed by silence is, by its audio alone, a person who said one phrase).
 MACHINE_SHORT_EN = ("Leave a message.", "Please leave a message.",
@@ -469,10 +482,7 @@ def _build(root: Path, seed: int, jobs: int) -> list[Item]:
     for i in range(30):
         lvl = float(rng.uniform(-35, -10))
         drift = float(rng.uniform(-0.015, 0.015))
-        fs = [float(rng.choice(SIT_FIRST)), float(rng.choice(SIT_SECOND)), SIT_THIRD[0]]
-        durs = [float(rng.choice([0.274, 0.380])) for _ in range(2)] + [0.380]
-        segs = [synth_tone([f * (1 + drift)], d * (1 + rng.uniform(-0.1, 0.1)), level_dbfs=lvl)
-                for f, d in zip(fs, durs, strict=True)]
+        segs, fs, durs = _sit(rng, lvl, drift)
         lead = float(rng.uniform(0.0, 1.5))
         parts = [np.zeros(int(lead * RATE)), *segs, np.zeros(int(0.1 * RATE))]
         announce = i % 3 != 0
@@ -484,7 +494,69 @@ def _build(root: Path, seed: int, jobs: int) -> list[Item]:
                {"freqs": fs, "durs": durs, "drift": round(drift, 4), "level_dbfs": round(lvl, 1),
                 "lead_s": round(lead, 3), "announcement": announce},
                snr_db=float(rng.uniform(15, 35)), ref_rms=ref)
+    _answer_tones(b, seed, jobs)
     return b.items
+
+
+def _sit(rng: np.random.Generator, lvl: float, drift: float
+         ) -> tuple[list[npt.NDArray[np.float64]], list[float], list[float]]:
+    fs = [float(rng.choice(SIT_FIRST)), float(rng.choice(SIT_SECOND)), SIT_THIRD[0]]
+    durs = [float(rng.choice([0.274, 0.380])) for _ in range(2)] + [0.380]
+    segs = [synth_tone([f * (1 + drift)], d * (1 + rng.uniform(-0.1, 0.1)), level_dbfs=lvl)
+            for f, d in zip(fs, durs, strict=True)]
+    return segs, fs, durs
+
+
+def _answer_tones(b: _Builder, seed: int, jobs: int) -> None:
+    """v3: "answered, then tone" items (group ``answer_tone``), from their own random stream."""
+    rng = np.random.default_rng([seed, 3])
+    texts = [(t, v, "en") for t in INTERCEPT_EN for v in (*TUNE_VOICES[:2], *TEST_VOICES[:2])]
+    texts += [(t, v, "zh") for t in INTERCEPT_CMN for v in (TUNE_CMN_VOICES[0],
+                                                           TEST_CMN_VOICES[0])]
+    jobs_ = [TtsJob(t, v, 165 if lang == "en" else 190, 50) for t, v, lang in texts]
+    with tempfile.TemporaryDirectory(prefix="earpiece-tts-") as tmp, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        speech = dict(zip(jobs_, pool.map(lambda j: _espeak(j, Path(tmp)), jobs_), strict=True))
+    lead_noise = (0.0, 1.2)
+    for country, plans in PLANS.items():
+        for tp in plans:
+            if tp.name == "fax.cng":
+                continue
+            for i in range(6):
+                lvl = float(rng.uniform(-35, -10))
+                drift = float(rng.uniform(-0.015, 0.015))
+                dur = 10.0 if tp.label == "ringback" else 6.0
+                sig, off = _tone_signal(tp.freqs, tp.cadence, dur, rng, lvl, drift, 0.1)
+                lead = float(rng.uniform(*lead_noise))
+                ref = 32768 / np.sqrt(2) * 10 ** (lvl / 20)
+                b.emit(tp.label, "answer_tone", "tune" if i % 2 else "test", tp.name,
+                       _place(sig, lead, lead + dur),
+                       {"country": country, "drift": round(drift, 4), "lead_s": round(lead, 3),
+                        "level_dbfs": round(lvl, 1), "offset_s": round(off, 3)},
+                       snr_db=float(rng.uniform(15, 35)), ref_rms=ref)
+    for i in range(36):
+        lvl = float(rng.uniform(-30, -10))
+        drift = float(rng.uniform(-0.015, 0.015))
+        segs, fs, durs = _sit(rng, lvl, drift)
+        lead = float(rng.uniform(*lead_noise))
+        split = "tune" if i % 2 else "test"
+        kind = ("none", "en", "zh", "ss-noservice")[i % 4]
+        parts = [np.zeros(int(lead * RATE)), *segs, np.zeros(int(rng.uniform(0.1, 0.5) * RATE))]
+        extra: dict[str, Any] = {"announcement": kind}
+        if kind == "ss-noservice":
+            parts.append(_level(b.prompt("ss-noservice"), lvl - 3))
+        elif kind != "none":
+            pool_ = [j for j, (_, v, lang) in zip(jobs_, texts, strict=True) if lang == kind
+                     and (v in TEST_VOICES or v in TEST_CMN_VOICES) == (split == "test")]
+            j = pool_[int(rng.integers(len(pool_)))]
+            parts.append(_level(speech[j], lvl - 3))
+            extra.update(text=j.text, voice=j.voice)
+        x = np.concatenate(parts)
+        ref = 32768 / np.sqrt(2) * 10 ** (lvl / 20)
+        b.emit("sit", "answer_tone", split, "sit", _place(x, 0.0, max(6.0, x.size / RATE)),
+               {**extra, "freqs": fs, "durs": durs, "drift": round(drift, 4),
+                "level_dbfs": round(lvl, 1), "lead_s": round(lead, 3)},
+               snr_db=float(rng.uniform(15, 35)), ref_rms=ref)
 
 
 def _fingerprint(seed: int) -> str:

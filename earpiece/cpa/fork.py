@@ -241,8 +241,10 @@ class CpaFork:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
             self.stats.malformed += 1
             return
-        if call_id in self._ended or self._final.get(call_id) is False:
-            self.stats.skipped_frames += 1  # nothing left to decide
+        st = self._calls.get(call_id)
+        if call_id in self._ended or (self._final.get(call_id) is False and not (
+                self._human.get(call_id) and st is not None and st.detector.watching)):
+            self.stats.skipped_frames += 1  # nothing left to decide (or to revise)
             return
         self.stats.frames += 1
         if self._executor is None:
@@ -548,7 +550,8 @@ class CpaFork:
                 if waiting is not None:
                     waiting.cancel()
             self.stats.decisions += 1
-            if phase == "post_answer" and r.label in ("human", "machine", "fax", "silence"):
+            if (phase == "post_answer" and r.label in ("human", "machine", "fax", "silence")) \
+                    or phase == "after_verdict":  # a revision (machine_late, a tone)
                 self._human[call_id] = r.label == "human"
                 while len(self._human) > self.MAX_REMEMBERED:
                     del self._human[next(iter(self._human))]

@@ -5,13 +5,14 @@ or an intercept. Pure data; :mod:`earpiece.cpa.detector` re-exports every name.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from earpiece.cpa.tones import plans_for
 
 LABELS = ("human", "machine", "fax", "silence", "ringback", "busy", "congestion", "sit",
-          "unknown")
+          "unknown", "machine_late")
 TONE_LABELS = frozenset({"ringback", "busy", "congestion", "sit", "fax"})
 
 #: Wording that marks a recorded greeting / carrier announcement (lower-case substrings).
@@ -26,6 +27,17 @@ INTERCEPT_PHRASES = (
     "not in service", "has been disconnected", "cannot be completed", "no longer in service",
     "check the number", "您拨打的", "空号", "已停机", "不存在",
 )
+
+#: Intercept wording that ends a call after answer (not shared with voicemail wording).
+intercept_after_answer = tuple(p for p in INTERCEPT_PHRASES if p not in MACHINE_PHRASES)
+
+
+def phrase_in(text: str, phrases: tuple[str, ...]) -> str | None:
+    norm = re.sub(r"\s+", " ", text.replace("’", "'"))
+    for p in phrases:
+        if p in norm:
+            return p
+    return None
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,11 @@ class CpaOptions:
     # > 0: words are expected (ASR runs beside the detector): the timing model's "machine" is
     # held until a transcript has arrived or this long after the first speech
     words_wait_s: float = 0.0
+    # after the first verdict: tones (SIT first) may revise any verdict, and a beep, a
+    # monologue running this long past a "human" verdict, or machine wording -> machine_late;
+    # the watch lasts revise_s (or until the agent spoke and the customer answered); 0 = off
+    revise_s: float = 4.0
+    late_monologue_s: float = 2.5  # longer than a live greeting said twice
 
     def __post_init__(self) -> None:
         plans_for(self.tone_plan)  # validates the names

@@ -341,7 +341,7 @@ class SitMatcher:
         self.min_s = min_s
         self.max_s = max_s
         self.max_gap_s = max_gap_s
-        self._runs: list[list[float]] = []  # [step index or -1, duration]
+        self._runs: list[list[float]] = []  # [step index or -1, duration, tone index]
 
     def reset(self) -> None:
         self._runs.clear()
@@ -355,13 +355,32 @@ class SitMatcher:
         if self._runs and self._runs[-1][0] == step:
             self._runs[-1][1] += frame_s
         else:
-            self._runs.append([step, frame_s])
+            self._runs.append([step, frame_s, float(tone)])
             if len(self._runs) > 12:
                 del self._runs[0]
         return self._match()
 
+    def _segs(self) -> list[list[float]]:
+        return [r for r in self._runs if not (r[0] == -1.0 and r[1] <= self.max_gap_s)]
+
+    def partial(self) -> bool:
+        """A SIT may be under way: the newest runs are a valid start of the sequence (the
+        segment in progress not yet too long, or a short gap after a finished one)."""
+        segs = self._segs()
+        if not segs or segs[-1][0] < 0:
+            return False
+        k = int(segs[-1][0])
+        if len(segs) < k + 1 or (k < 2 and segs[-1][1] > self.max_s):
+            return False
+        return all(segs[-1 - k + j][0] == float(j)
+                   and self.min_s <= segs[-1 - k + j][1] <= self.max_s for j in range(k))
+
+    def segments(self) -> list[tuple[int, float]]:
+        """(tone index, duration s) of the last three segments: the evidence of a match."""
+        return [(int(r[2]), r[1]) for r in self._segs()[-3:]]
+
     def _match(self) -> bool:
-        segs = [r for r in self._runs if not (r[0] == -1.0 and r[1] <= self.max_gap_s)]
+        segs = self._segs()
         if len(segs) < 3:
             return False
         a, b, c = segs[-3:]
@@ -395,4 +414,18 @@ def synth_tone(freqs: Sequence[float], dur_s: float, *, level_dbfs: float = -15.
     out = np.zeros(n)
     for i, f in enumerate(freqs):
         out += amp * np.sin(2 * np.pi * f * t + phase + i * 1.3)
+    return out
+
+
+def resample_to_8k(samples: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.int16]:
+    """Polyphase resampling of int16 audio to 8 kHz (identity at 8 kHz)."""
+    if rate == RATE:
+        return samples
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(rate, RATE)
+    y = resample_poly(samples.astype(np.float64), RATE // g, rate // g)
+    out: npt.NDArray[np.int16] = np.clip(np.round(y), -32768, 32767).astype(np.int16)
     return out
