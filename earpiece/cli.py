@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("earpiece.demo", "simulator + service + SQLite in one command"),
     "doctor": ("earpiece.doctor", "check AMI, ARI, websocket, FastAGI and CRM settings"),
     "analyze": ("earpiece.analyze", "analyse WAV files (call progress, transcript)"),
+    "emotion": ("earpiece.emotion.cmd", "emotion of text lines (stdin) or WAV files"),
+    "train": ("earpiece.emotion.train", "train a model: `earpiece train emotion --data FILE`"),
 }
 BENCHES: dict[str, tuple[str, str]] = {
     "media": ("earpiece.bench.media", "RTP receive/jitter/decode/VAD throughput"),
@@ -26,6 +28,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "asr": ("earpiece.bench.asr", "streaming speech recognition"),
     "sim": ("earpiece.bench.sim", "PBX simulator RTP sender throughput"),
     "crm": ("earpiece.bench.crm", "CRM write throughput and loop stalls (SQLite/PostgreSQL)"),
+    "soak": ("earpiece.bench.soak", "the service for minutes with PBX/Earpiece/ARI faults"),
+    "emotion": ("earpiece.bench.emotion", "text emotion F1 (en/zh) and voice arousal ordering"),
 }
 
 
