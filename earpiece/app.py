@@ -64,6 +64,7 @@ class Service:
         self.hub: Any = None  # earpiece.media.frames.FrameHub
         self.cpa: Any = None  # earpiece.cpa.fork.CpaFork
         self.asr: Any = None  # earpiece.asr.service.AsrService
+        self.emotion: Any = None  # earpiece.emotion.stage.EmotionStage
         self.resyncs = {"ami": 0, "ari": 0}
         self.lock: InstanceLock | None = None
         # Set by the first AMI resync: the first ARI resync waits for it, since AMI's linkedids
@@ -134,6 +135,8 @@ class Service:
             mods += ["earpiece.cpa.fork", "earpiece.cpa.detector", "earpiece.cpa.words"]
         if s.asr.enabled:
             mods += ["earpiece.asr.service"]
+        if s.emotion.enabled:
+            mods += ["earpiece.emotion.stage"]
         return mods
 
     async def _start_media(self) -> None:
@@ -169,6 +172,8 @@ class Service:
         self.media.schedule_resync(self.registry.calls.values())
         if s.cpa.enabled:
             self._start_cpa()
+        if s.emotion.enabled:
+            await self._start_emotion()
         if s.asr.enabled:
             from earpiece.asr.service import start_asr
 
@@ -194,6 +199,17 @@ class Service:
 
         self._cleanups.append(stop_cpa)
         self.cpa = cpa
+
+    async def _start_emotion(self) -> None:
+        """Customer and agent emotion from their audio and final transcripts."""
+        from earpiece.emotion.stage import EmotionStage
+
+        s = self.settings
+        stage = await asyncio.to_thread(
+            EmotionStage, self.bus, s.emotion, voice_only=not s.asr.enabled)
+        await stage.start(self.hub)
+        self._cleanups.append(stage.stop)
+        self.emotion = stage
 
     async def stop(self) -> None:
         """Stop every component in reverse start order; errors are logged, not raised."""

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from earpiece.agi.settings import AgiSettings, AmiSettings, AriSettings
 from earpiece.asr.settings import AsrSettings
 from earpiece.cpa.settings import CpaSettings
+from earpiece.emotion.settings import EmotionSettings
 from earpiece.errors import ConfigError
 from earpiece.media.settings import MediaSettings, RecordingSettings
 from earpiece.secret import Secret
@@ -63,6 +64,7 @@ class Settings:
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
     cpa: CpaSettings = field(default_factory=CpaSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
+    emotion: EmotionSettings = field(default_factory=EmotionSettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
     log: LogSettings = field(default_factory=LogSettings)
     http: HttpSettings = field(default_factory=HttpSettings)

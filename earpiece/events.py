@@ -155,3 +155,30 @@ class AsrSkipped(CallEvent):
     """
 
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmotionScored(CallEvent):
+    """One utterance's emotion (text valence x voice arousal) and the party's call index."""
+
+    party: Party
+    label: str  # positive, neutral, negative
+    valence: float  # fused score of the utterance, [-1, 1]
+    arousal: float | None  # voice arousal, [-1, 1]; None without audio
+    confidence: float
+    start_s: float
+    end_s: float
+    text: str = ""
+    index: float = 0.0  # the party's smoothed per-call emotion index after it, [-1, 1]
+    state: str = "neutral"  # the party's call state after it
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmotionChanged(CallEvent):
+    """A party's per-call emotion state changed (smoothed, with hysteresis)."""
+
+    party: Party
+    old: str
+    new: str
+    index: float
+    utterance: int  # how many of the party's utterances had been scored

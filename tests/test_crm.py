@@ -348,7 +348,8 @@ async def test_postgres_column_types(pg_url: str) -> None:
     types = {(r["table_name"], r["column_name"]): r["data_type"] for r in rows}
     assert types == {("calls", "tags"): "jsonb", ("cpa_verdicts", "evidence"): "jsonb",
                      ("calls", "started"): "double precision",
-                     ("cpa_verdicts", "confidence"): "double precision"}
+                     ("cpa_verdicts", "confidence"): "double precision",
+                     ("emotion_utterances", "confidence"): "double precision"}
     await store.close()
 
 

@@ -30,6 +30,7 @@ from earpiece import doctor
 from earpiece.checks import CheckResult
 from earpiece.config import CrmSettings, Settings
 from earpiece.crm.backend import open_store
+from earpiece.crm.dialect import SQLITE
 from earpiece.crm.health import check_crm
 from earpiece.secret import Secret
 
@@ -111,7 +112,8 @@ async def test_sqlite_database_passes_and_counts_calls(tmp_path: Path) -> None:
     assert report.checks[-1].name == "crm"
     check = report.result("crm")
     assert check.status == "PASS", check
-    assert check.detail == (f"SQLite {db}: 5 tables ok, write ok (probe row inserted and "
+    tables = SQLITE.schema().count("CREATE TABLE")
+    assert check.detail == (f"SQLite {db}: {tables} tables ok, write ok (probe row inserted and "
                             f"deleted), 3 calls stored")
     assert check.fix == ""
     assert "PASS  crm" in report.render()
@@ -130,8 +132,9 @@ async def test_sqlite_not_created_yet_passes_and_leaves_nothing(tmp_path: Path) 
     assert check.status == "PASS", check
     assert f"SQLite {db} does not exist yet, the service will create it" in check.detail
     assert f"in a scratch database in {tmp_path}:" in check.detail
-    assert check.detail.endswith("5 tables ok, write ok (probe row inserted and deleted), "
-                                 "0 calls stored")
+    tables = SQLITE.schema().count("CREATE TABLE")
+    assert check.detail.endswith(f"{tables} tables ok, write ok (probe row inserted and "
+                                 "deleted), 0 calls stored")
     assert os.listdir(tmp_path) == []  # no database, no directories, no scratch files
 
 
@@ -258,8 +261,9 @@ async def test_postgresql_passes_and_counts_calls(request: pytest.FixtureRequest
     schema = url.rsplit("%3D", 1)[1]
     user = url.split("//", 1)[1].split("@", 1)[0]
     assert check.detail.startswith("PostgreSQL ")
-    assert f" at {user}@127.0.0.1:5432/test (schema {schema}): 5 tables ok, write ok (probe " \
-           f"row inserted and deleted), 2 calls stored" in check.detail
+    tables = SQLITE.schema().count("CREATE TABLE")
+    assert f" at {user}@127.0.0.1:5432/test (schema {schema}): {tables} tables ok, write ok " \
+           f"(probe row inserted and deleted), 2 calls stored" in check.detail
     with psycopg.connect(url, autocommit=True) as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM calls ORDER BY id")]
     assert ids == ["c0", "c1"]  # the probe row was deleted in its own transaction

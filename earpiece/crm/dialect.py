@@ -80,6 +80,29 @@ CREATE TABLE IF NOT EXISTS utterances (
     at {real} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS utterances_call ON utterances(call_id, start_s);
+CREATE TABLE IF NOT EXISTS emotion_utterances (
+    call_id TEXT NOT NULL REFERENCES calls(id),
+    party TEXT NOT NULL,
+    start_s {real} NOT NULL,
+    end_s {real} NOT NULL,
+    label TEXT NOT NULL,
+    valence {real} NOT NULL,
+    arousal {real},
+    confidence {real} NOT NULL,
+    emotion_index {real} NOT NULL,
+    text TEXT NOT NULL,
+    at {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS emotion_calls (
+    call_id TEXT NOT NULL REFERENCES calls(id),
+    party TEXT NOT NULL,
+    state TEXT NOT NULL,
+    emotion_index {real} NOT NULL,
+    utterances INTEGER NOT NULL DEFAULT 0,
+    changes INTEGER NOT NULL DEFAULT 0,
+    updated {real} NOT NULL,
+    PRIMARY KEY (call_id, party)
+);
 """
 
 #: Columns added to tables after their first release: (table, column, type). ``CREATE TABLE IF

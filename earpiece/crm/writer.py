@@ -21,6 +21,8 @@ from earpiece.events import (
     ChannelJoined,
     ChannelLeft,
     CpaDecision,
+    EmotionChanged,
+    EmotionScored,
     Transcript,
 )
 
@@ -84,13 +86,41 @@ def statements_for(event: CallEvent, dialect: Dialect = SQLITE, *,
                 ),
             )]
         case CpaDecision():
-            return [(
+            rows: list[Statement] = [(
                 d.insert("cpa_verdicts",
                          ("call_id", "at", "label", "confidence", "decision_s", "evidence")),
                 (
                     event.call_id, event.at, event.label, event.confidence, event.decision_s,
                     json.dumps(event.evidence, default=str),
                 ),
+            )]
+            if event.label == "sit" and event.evidence.get("phase") in ("post_answer",
+                                                                        "after_verdict"):
+                # SIT / intercept after a (false) answer: the number is invalid; the verdict
+                # row above keeps the SIT segments as evidence
+                rows.append(("UPDATE calls SET outcome = ?, outcome_source = ? WHERE id = ?",
+                             ("invalid_number", f"audio:cpa {event.evidence.get('rule')}",
+                              event.call_id)))
+            return rows
+        case EmotionScored():
+            return [(
+                d.insert("emotion_utterances",
+                         ("call_id", "party", "start_s", "end_s", "label", "valence", "arousal",
+                          "confidence", "emotion_index", "text", "at")),
+                (event.call_id, event.party, event.start_s, event.end_s, event.label,
+                 event.valence, event.arousal, event.confidence, event.index, event.text,
+                 event.at),
+            ), (
+                "INSERT INTO emotion_calls (call_id, party, state, emotion_index, utterances,"
+                " updated) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (call_id, party) DO UPDATE SET"
+                " state = excluded.state, emotion_index = excluded.emotion_index,"
+                " utterances = emotion_calls.utterances + 1, updated = excluded.updated",
+                (event.call_id, event.party, event.state, event.index, event.at),
+            )]
+        case EmotionChanged():
+            return [(
+                "UPDATE emotion_calls SET changes = changes + 1 WHERE call_id = ? AND party = ?",
+                (event.call_id, event.party),
             )]
         case Transcript() if event.final:
             return [(
