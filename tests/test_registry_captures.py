@@ -474,3 +474,15 @@ def test_ami_and_ari_together_make_one_call(scenario: str) -> None:
     single_call(h)
     single_ami = replay_ami(CAPTURES / f"pjsip/ami/{scenario}.jsonl")
     assert h.of(CallOutcome)[0].outcome is single_ami.of(CallOutcome)[0].outcome
+
+
+def test_our_ringing_local_originate_is_announced_at_the_ring() -> None:
+    """faults/local_dialer_noanswer: Earpiece's own Originate of Local/noanswer@customers rings
+    at 1 ms and fails at 5 s; the call is announced at the ring (so its early media can be
+    forked: the capture's snoops on both halves worked), not at the OriginateResponse."""
+    h = replay_ami(CAPTURES / "faults/ami/local_dialer_noanswer.jsonl")
+    started = [e for e in h.events if isinstance(e, CallStarted)]
+    assert len(started) == 1 and started[0].channel.startswith("Local/noanswer@customers-")
+    assert started[0].at - Clock().now < 0.01
+    outcome = [e for e in h.events if isinstance(e, CallOutcome)]
+    assert [e.outcome for e in outcome] == [CallState.NO_ANSWER]

@@ -122,6 +122,7 @@ class Call:
     confirmed: bool = False  # published (CallStarted sent)
     spy: bool = False  # a Local pair running ChanSpy: becomes a helper of the spyee's call
     awaiting_link: bool = False  # a dialled leg whose caller is not known yet (ARI, no linkedid)
+    ours_local: bool = False  # a Local originate of ours, not announced yet (maybe a spy pair)
     originate_seen: bool = False
     originate_action_id: str | None = None
     dial_string: str | None = None

@@ -34,6 +34,9 @@ log = logging.getLogger("earpiece.agi.calls.registry")
 SPY_APPS = frozenset({"chanspy", "extenspy"})
 #: Dialplan applications that make a Local-only call a real call as soon as they run.
 CONFIRMING_APPS = frozenset({"dial", "queue", "stasis", "agi", "eagi", "amd", "followme"})
+#: Applications that send early media (ringing, progress tones): an Originate of ours to a Local
+#: channel that runs one is a call, announced at once so that its early media can be forked.
+EARLY_MEDIA_APPS = frozenset({"ringing", "progress", "playtones"})
 #: Applications whose channel is the caller of the dialled legs it is connected to.
 CALLER_APPS = frozenset({"dial", "queue", "followme"})
 ORIGINATED_APP = "AppDial2"  # first Newexten of a channel created by Originate

@@ -14,6 +14,7 @@ from earpiece.agi.calls.grouping import (
     CALL_ID_VARIABLE,
     CONFIRMING_APPS,
     DIALLED_APP,
+    EARLY_MEDIA_APPS,
     ORIGINATED_APP,
     SPY_APPS,
     UNKNOWN_UNIQUEID,
@@ -64,7 +65,8 @@ class Signalling(Lifecycle):
             if not call.confirmed and call.is_local_only:
                 call.spy = True
         elif not call.confirmed and not call.spy and not call.awaiting_link:
-            if ch.tech != "Local" or low in CONFIRMING_APPS:
+            if ch.tech != "Local" or low in CONFIRMING_APPS or (
+                    call.ours_local and low in EARLY_MEDIA_APPS):
                 if call.direction == "unknown":
                     call.direction = "inbound"
                 self._confirm(call)
@@ -83,9 +85,11 @@ class Signalling(Lifecycle):
         if call.direction != "outbound":
             call.direction = "outbound"
         if not call.confirmed:
-            self._bind_expected_by_channel(call, ch)
+            ours = self._bind_expected_by_channel(call, ch)
             if ch.tech != "Local":
                 self._confirm(call)
+            else:  # a spy pair until its dialplan says otherwise (see _dialplan)
+                call.ours_local = ours
 
     def _link_dial(self, call: Call, caller: Channel, dest: Channel) -> None:
         """A Dial from ``caller`` (in ``call``) to ``dest``."""
@@ -115,6 +119,11 @@ class Signalling(Lifecycle):
             return
         if state == "Ringing" or (state == "Ring" and source.startswith("resync")):
             self._progress(call, source)
+            if call.ours_local and not call.confirmed and not call.spy \
+                    and ch.role is ChannelRole.CUSTOMER:
+                # our Local originate rings (its own DialState RINGING): a call with early
+                # media, announced now so that the fork can snoop it (a spy pair never rings)
+                self._confirm(call)
         elif state == "Up" and ch.role is ChannelRole.CUSTOMER:
             ev = Evidence(CallState.ANSWERED, RANK_ANSWER, source, self.clock(), ch.name)
             self._evidence(call, ev)
