@@ -30,6 +30,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "crm": ("earpiece.bench.crm", "CRM write throughput and loop stalls (SQLite/PostgreSQL)"),
     "soak": ("earpiece.bench.soak", "the service for minutes with PBX/Earpiece/ARI faults"),
     "emotion": ("earpiece.bench.emotion", "text emotion F1 (en/zh) and voice arousal ordering"),
+    "strategy": ("earpiece.bench.strategy", "recommender regret vs oracle and fixed mapping"),
 }
 
 

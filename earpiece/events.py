@@ -182,3 +182,21 @@ class EmotionChanged(CallEvent):
     new: str
     index: float
     utterance: int  # how many of the party's utterances had been scored
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptReady(CallEvent):
+    """The strategy's next move for the agent, with the reason it was chosen.
+
+    ``kind``: recommend, introduce, answer, discover or soothe; ``reason``: emotion state and
+    index, slot, product, success estimate (posterior mean, lower bound, evidence count), the
+    threshold and the rule that fired (:class:`earpiece.strategy.policy.Reason`).
+    """
+
+    kind: str
+    text: str
+    language: str
+    slot: str
+    product: str | None = None
+    rule: str = ""
+    reason: dict[str, Any] = field(default_factory=dict)

@@ -1,1 +1,12 @@
-"""Strategy: call phases, prompt policy, recommender, QC rules, quality scores."""
+"""Strategy: the customer's emotion x the call's time slot -> the agent's next move.
+
+* ``slots``: time of day x weekday in the site's time zone, optionally x call phase;
+* ``campaign``: the campaign file (products, per-language prompt lines, common answers);
+* ``recommender``: success per (slot, product) from history (window, half-life decay, Beta
+  lower bound vs a threshold, optional Thompson sampling, online feedback, cold start);
+* ``policy``: positive -> recommend, neutral -> introduce / answer, negative -> soothe, each
+  prompt with its reason;
+* ``throttle``: per-call rate limit, de-duplication and hysteresis of prompts.
+
+Still to come here: QC rules and quality scores.
+"""
