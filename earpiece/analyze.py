@@ -58,8 +58,25 @@ def transcript_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[st
     return run(audio, args)
 
 
-#: Per-file analysers, run in order; each contributes one key to the file's JSON line.
-ANALYSERS: list[Analyser] = [cpa_analyser, transcript_analyser]
+def emotion_analyser(audio: AudioInput, args: argparse.Namespace) -> tuple[str, Any]:
+    """Emotion per party: each utterance's ``label`` / ``valence`` / ``confidence`` (voice
+    parameters against the speaker's baseline, fused with the text emotion of the
+    ``transcript`` key when speech was recognised) and the call-level ``index`` / ``state``
+    (top level: the customer's); see :mod:`earpiece.emotion.analysis`."""
+    if getattr(args, "no_emotion", False):
+        return "emotion", None
+    from earpiece.emotion.analysis import analyse_emotion
+
+    results = getattr(args, "results", None) or {}
+    transcript = results.get("transcript")
+    if isinstance(transcript, dict) and "error" in transcript:
+        transcript = None
+    return "emotion", analyse_emotion(audio, transcript, language=getattr(args, "language", None))
+
+
+#: Per-file analysers, run in order; each contributes one key to the file's JSON line. An
+#: analyser sees the keys written before it as ``args.results`` (emotion reads the transcript).
+ANALYSERS: list[Analyser] = [cpa_analyser, transcript_analyser, emotion_analyser]
 
 
 def analyse_file(path: str, args: argparse.Namespace,
@@ -68,7 +85,7 @@ def analyse_file(path: str, args: argparse.Namespace,
     out: dict[str, Any] = {"file": path, "duration_s": round(audio.duration_s, 3),
                            "channels": 1 if audio.agent is None else 2}
     for fn in analysers if analysers is not None else ANALYSERS:
-        key, value = fn(audio, args)
+        key, value = fn(audio, argparse.Namespace(**{**vars(args), "results": dict(out)}))
         out[key] = value
     return out
 
@@ -84,6 +101,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="skip speech recognition (also the greeting words of cpa)")
     parser.add_argument("--no-words", action="store_true",
                         help="cpa from timing alone (no greeting words): deterministic times")
+    parser.add_argument("--no-emotion", action="store_true",
+                        help="skip the emotion analysis (voice parameters, text emotion)")
     parser.add_argument("--asr-model", default=None,
                         help='Whisper model: "base", "tiny.en" or a CTranslate2 directory')
     parser.add_argument("--language", default=None, help='"en", "zh", ... or "auto"')
@@ -116,6 +135,7 @@ __all__ = [
     "analyse_file",
     "configure",
     "cpa_analyser",
+    "emotion_analyser",
     "load",
     "main",
     "transcript_analyser",

@@ -150,6 +150,14 @@ async def call_report(service: Any) -> list[dict[str, Any]]:
             " ORDER BY start_s", (call["id"],))
         if utts:
             call["transcript"] = utts
+        emotion = await store.query(
+            "SELECT party, state, emotion_index, utterances, changes FROM emotion_calls"
+            " WHERE call_id = ? ORDER BY party", (call["id"],))
+        if emotion:  # the per-call emotion index of each party (the emotion stage)
+            call["emotion"] = {r["party"]: {"index": round(float(r["emotion_index"]), 4),
+                                            "state": r["state"],
+                                            "utterances": r["utterances"],
+                                            "changes": r["changes"]} for r in emotion}
     return calls
 
 

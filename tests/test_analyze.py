@@ -10,6 +10,7 @@ import argparse
 import json
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -114,3 +115,67 @@ def test_cpa_uses_the_greeting_words_as_the_service_does(
     first = cpa["words"]["snapshots"][0]
     assert "leave" in str(first["text"]).lower()
     assert cpa["decision_s"] < timing["decision_s"]  # the words decided it earlier
+
+
+def _speech_like(f0: float, level: float, seconds: float, rate: int = 8000,
+                 ) -> npt.NDArray[np.float64]:
+    t = np.arange(int(seconds * rate)) / rate
+    voiced = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2  # syllable-like level changes
+    return np.asarray(level * 12000 * voiced * envelope)
+
+
+def test_emotion_key_voice_only_per_party(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    gap = np.zeros(4000)
+    calm = [_speech_like(120, 0.2, 1.0), gap, _speech_like(125, 0.2, 1.0), gap]
+    agitated = [_speech_like(240, 0.8, 1.0), gap, _speech_like(250, 0.8, 1.0), gap]
+    customer = np.concatenate([gap, *calm, *agitated])
+    agent = np.concatenate([gap, *calm, *calm])
+    path = _write(tmp_path / "call.wav", [customer, agent])
+    assert cli_main(["analyze", "--json", "--no-transcript", str(path)]) == 0
+    emotion = json.loads(capsys.readouterr().out)["emotion"]
+    assert emotion["source"] == "voice" and set(emotion["parties"]) == {"customer", "agent"}
+    assert -1.0 <= emotion["index"] <= 1.0
+    assert emotion["state"] in ("positive", "neutral", "negative")
+    cust = emotion["parties"]["customer"]["utterances"]
+    assert len(cust) >= 3
+    for u in cust:
+        assert u["label"] in ("positive", "neutral", "negative")
+        assert -1.0 <= u["valence"] <= 1.0 and 0.0 <= u["confidence"] <= 1.0
+    assert cust[-1]["arousal"] > cust[0]["arousal"]  # louder and higher than the baseline
+
+
+def test_emotion_uses_the_transcript_text(tmp_path: Path) -> None:
+    path = _write(tmp_path / "far.wav", [np.concatenate([np.zeros(800),
+                                                         _speech_like(150, 0.3, 2.0)])])
+    lines = ["this is ridiculous, stop calling me", "I want to make a complaint"]
+
+    def transcript(audio: analyze.AudioInput, args: argparse.Namespace) -> tuple[str, Any]:
+        return "transcript", {"parties": {"far": {"utterances": [
+            {"start_s": 0.1 + i, "end_s": 1.0 + i, "text": t, "language": "en"}
+            for i, t in enumerate(lines)]}}}
+
+    row = analyze.analyse_file(str(path), argparse.Namespace(),
+                               [transcript, analyze.emotion_analyser])
+    emotion = row["emotion"]
+    assert emotion["source"] == "voice+text" and list(emotion["parties"]) == ["customer"]
+    utts = emotion["parties"]["customer"]["utterances"]
+    assert [u["text"] for u in utts] == lines
+    assert all(u["label"] == "negative" for u in utts)
+    assert emotion["index"] < 0 and emotion["state"] == "negative"
+    skipped = analyze.analyse_file(str(path), argparse.Namespace(no_emotion=True),
+                                   [analyze.emotion_analyser])
+    assert skipped["emotion"] is None
+
+
+def test_analyze_parser_does_not_import_numpy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import argparse, sys; from earpiece import analyze; "
+            "analyze.configure(argparse.ArgumentParser()); "
+            "print('numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"

@@ -12,6 +12,7 @@ takes more than ``WALL_LIMIT_S`` of wall time."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 
 from earpiece.app import Service
 from earpiece.demo import demo_settings
-from earpiece.events import CallEnded, CpaDecision, Transcript
+from earpiece.events import CallEnded, CpaDecision, EmotionScored, Transcript
 from earpiece.sim.scenario import load_scenario
 
 CPU_LIMIT_S = 0.1
@@ -123,13 +124,18 @@ async def test_no_slow_callbacks_during_a_call(tmp_path: Path,
         assert first.startswith(b"scenario one"), first
         sim = SimpleNamespace(scenario=load_scenario(scenario_file), host="127.0.0.1",
                               ami_port=ami_port, ari_url=f"http://127.0.0.1:{ari_port}")
-        service = Service(demo_settings(sim, db=str(tmp_path / "crm.sqlite3")))
+        settings = demo_settings(sim, db=str(tmp_path / "crm.sqlite3"))
+        settings = dataclasses.replace(  # the stage that once cost the agent's transcript
+            settings, emotion=dataclasses.replace(settings.emotion, enabled=True))
+        service = Service(settings)
         ended = asyncio.Event()
         finals: list[Transcript] = []
         verdicts: list[CpaDecision] = []
         service.bus.subscribe(CallEnded, lambda ev: ended.set())
         service.bus.subscribe(Transcript, lambda ev: finals.append(ev) if ev.final else None)
         service.bus.subscribe(CpaDecision, verdicts.append)
+        emotions: list[EmotionScored] = []
+        service.bus.subscribe(EmotionScored, emotions.append)
         async with service:
             # model loading and the first call's set-up happen with debug mode on, too
             async with asyncio.timeout(60):
@@ -146,3 +152,6 @@ async def test_no_slow_callbacks_during_a_call(tmp_path: Path,
     # the stages really ran: both parties were transcribed and the customer was judged
     assert {t.party for t in finals} == {"customer", "agent"}, finals
     assert verdicts and verdicts[0].label == "human"
+    # the emotion stage ran beside them, under the same step meter
+    assert service.settings.emotion.enabled
+    assert {e.party for e in emotions} == {"customer", "agent"}, emotions

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import warnings
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from earpiece.emotion.stage import EmotionStage
 from earpiece.emotion.text import data_path, default_text_model, read_labelled
 from earpiece.emotion.voice import N_FEATURES, SpeakerBaseline, voice_features
 from earpiece.events import EmotionChanged, EmotionScored, Transcript
+from earpiece.media.frames import FrameHub
 
 RNG = np.random.default_rng(15)
 
@@ -197,6 +200,7 @@ async def test_stage_scripted_call_transitions_without_flicker(monkeypatch: pyte
     bus = EventBus()
     stage = EmotionStage(bus)
     await stage.start()
+    await stage.wait_ready()
     monkeypatch.setattr(asyncio.events.Handle, "_run", timed)
     changed: list[EmotionChanged] = []
     scored: list[EmotionScored] = []
@@ -259,3 +263,66 @@ async def test_crm_writes_emotion_rows(tmp_path: Path) -> None:
     assert rows == [{"state": "negative", "emotion_index": -0.5, "utterances": 2,
                      "changes": 1}]
     assert n == [{"n": 2}]
+
+
+@pytest.fixture
+def slow_text_models(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The text models' warm-up blocks until the returned event is set (as training them on a
+    busy 2-core machine takes seconds)."""
+    release = threading.Event()
+    real = EmotionStage._text_model
+
+    def slow(self: EmotionStage, lang: str) -> object:
+        release.wait(10)
+        return real(self, lang)
+
+    monkeypatch.setattr(EmotionStage, "_text_model", slow)
+    yield release
+    release.set()
+
+
+async def test_stage_start_does_not_wait_for_the_text_models(
+        slow_text_models: threading.Event) -> None:
+    """Regression (#15): ``start`` trained the text models before returning, and the service
+    starts speech recognition only after this stage, so the first call's utterances (the
+    agent's in tests/test_e2e_event_loop.py) went by untranscribed. Now the stage subscribes
+    at once and warms up in the background; transcripts published meanwhile are still scored."""
+    bus = EventBus()
+    hub = FrameHub(bus=bus)
+    stage = EmotionStage(bus)
+    scored: list[EmotionScored] = []
+    bus.subscribe(EmotionScored, scored.append)
+    try:
+        await asyncio.wait_for(stage.start(hub), 1.0)
+        assert hub._segment_subs and hub._subs  # subscribed before the warm-up ends
+        bus.publish(Transcript(call_id="c1", party="agent", text="how can I help you today",
+                               final=True, start_s=0.0, end_s=1.0, language="en"))
+        await asyncio.sleep(0.05)
+        assert scored == []  # waits for the models, in the stage's queue
+        slow_text_models.set()
+        await asyncio.wait_for(stage.wait_ready(), 30)
+        for _ in range(300):
+            if scored:
+                break
+            await asyncio.sleep(0.01)
+        assert [s.party for s in scored] == ["agent"]
+    finally:
+        slow_text_models.set()
+        await stage.stop()
+
+
+async def test_service_emotion_start_leaves_asr_free_to_start(
+        slow_text_models: threading.Event) -> None:
+    """The service's emotion start returns while the text models still warm up, so the ASR
+    started right after it is attached to the media hub in time for the first call."""
+    from earpiece.app import Service
+    from earpiece.config import Settings
+
+    service = Service(Settings(emotion=EmotionSettings(enabled=True)))
+    service.hub = FrameHub(bus=service.bus)
+    try:
+        await asyncio.wait_for(service._start_emotion(), 5.0)
+        assert service.emotion is not None
+    finally:
+        slow_text_models.set()
+        await service.stop()

@@ -12,7 +12,7 @@ ModelKind = Literal["zscore", "gmm", "mlp", "onnx"]
 
 @dataclass(frozen=True)
 class EmotionSettings:
-    enabled: bool = False  # opt-in until its CPU share beside ASR is measured in the service
+    enabled: bool = False  # opt-in until `earpiece demo --calls 5` never hangs with it on
     # Voice model: "zscore" needs no training (arousal from the speaker's own baseline);
     # "gmm" (PCA + Gaussian mixtures) and "mlp" (torch) are files written by
     # `earpiece train emotion`; "onnx" is a deployer's ONNX export with its label map.

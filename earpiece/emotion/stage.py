@@ -63,6 +63,7 @@ class EmotionStage:
         self._parties: dict[tuple[str, str], _Party] = {}
         self._queue: asyncio.Queue[Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._warm: asyncio.Task[None] | None = None
         self._unsub: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.scored = 0
@@ -70,16 +71,34 @@ class EmotionStage:
 
     # -- wiring ------------------------------------------------------------------------------
     async def start(self, hub: FrameHub | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        # train / load the text models off the loop before the first call needs them
-        await loop.run_in_executor(self._pool, self._text_model, "en")
-        await loop.run_in_executor(self._pool, self._text_model, "zh")
+        """Subscribe to ``hub`` and the bus at once and return; the text models are trained /
+        loaded on a worker meanwhile (:meth:`wait_ready`), and transcripts published before
+        they are ready wait in the stage's bus queue. Returning at once matters: the service
+        starts speech recognition after this stage, and a warm-up of seconds here would keep
+        the calls already under way from being transcribed (#15: the lost agent transcript).
+        """
         self._queue = self.bus.queue(Transcript)
         self._unsub.append(self.bus.subscribe(CallEnded, self._on_call_ended))
         if hub is not None:
             self._unsub.append(hub.subscribe(self.on_frame, rate=RATE))
             self._unsub.append(hub.subscribe_segments(self.on_segment))
+        self._warm = asyncio.create_task(self._warm_up(), name="emotion-warm-up")
         self._task = asyncio.create_task(self._run(), name="emotion")
+
+    async def _warm_up(self) -> None:
+        """Train / load the text models off the loop before the first transcript needs them."""
+        loop = asyncio.get_running_loop()
+        try:
+            for lang in ("en", "zh"):
+                await loop.run_in_executor(self._pool, self._text_model, lang)
+        except Exception:
+            self.errors += 1
+            log.exception("emotion: text models could not be prepared")
+
+    async def wait_ready(self) -> None:
+        """Wait until the text models are prepared (or failed: see the log)."""
+        if self._warm is not None:
+            await asyncio.shield(self._warm)
 
     async def stop(self) -> None:
         for u in self._unsub:
@@ -87,10 +106,11 @@ class EmotionStage:
         self._unsub.clear()
         if self._queue is not None:
             self.bus.unsubscribe_queue(self._queue)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._warm):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _text_model(self, lang: str) -> Any:
@@ -151,6 +171,7 @@ class EmotionStage:
     # -- transcripts -------------------------------------------------------------------------
     async def _run(self) -> None:
         assert self._queue is not None
+        await self.wait_ready()  # transcripts wait in the queue meanwhile
         while True:
             ev = await self._queue.get()
             if not ev.final or not ev.text.strip():
