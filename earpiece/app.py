@@ -1,10 +1,11 @@
 """The Earpiece service: attaches to a PBX and runs every stage; ``earpiece run``.
 
 :class:`Service` owns its components and starts them in dependency order (CRM, call log, ops
-HTTP endpoint, ARI, AMI, FastAGI, media, listeners) and stops them in reverse order, like aiohttp
-cleanup contexts. After every AMI or ARI (re)connect it resynchronises the call registry with
-the PBX's live channels (``CoreShowChannels``, ``GET /ari/channels``), so a PBX or network
-restart loses no call and duplicates none.
+HTTP endpoint with the live feed, strategy and desk-phone delivery, ARI, AMI, FastAGI, media,
+listeners) and stops them in reverse order, like aiohttp cleanup contexts. After every AMI or
+ARI (re)connect it resynchronises the call registry with the PBX's live channels
+(``CoreShowChannels``, ``GET /ari/channels``), so a PBX or network restart loses no call and
+duplicates none.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class Service:
         self.cpa: Any = None  # earpiece.cpa.fork.CpaFork
         self.asr: Any = None  # earpiece.asr.service.AsrService
         self.emotion: Any = None  # earpiece.emotion.stage.EmotionStage
+        self.qc: Any = None  # earpiece.crm.qc.QcStage ([qc] enabled)
+        self.strategy: Any = None  # earpiece.strategy.stage.StrategyStage ([strategy])
+        self.phone: Any = None  # earpiece.delivery.phone.DeskPhone ([delivery] phone)
         self.resyncs = {"ami": 0, "ari": 0}
         self.lock: InstanceLock | None = None
         # Set by the first AMI resync: the first ARI resync waits for it, since AMI's linkedids
@@ -93,6 +97,16 @@ class Service:
         self.crm = CrmWriter(self.bus, self.store, owner=s.ari.app)
         self.crm.start()
         self._cleanups.append(self.crm.close)
+        if s.qc.enabled:  # evaluation 2 on every final transcript, after the CRM writer
+            from earpiece.crm.qc import QcStage
+            from earpiece.crm.qc_rules import empty_rules, load_rules
+
+            rules = load_rules(s.qc.phrases) if s.qc.phrases else empty_rules()
+            self.qc = QcStage(self.bus, rules, store=self.store, flush=self.crm.flush,
+                              campaign_tag=s.qc.campaign_tag, long_silence_s=s.qc.long_silence_s,
+                              min_overtalk_s=s.qc.min_overtalk_s, settle_s=s.qc.settle_s)
+            self.qc.start()
+            self._cleanups.append(self.qc.close)
         # Calls a previous Earpiece left open rejoin their records at the first resync.
         pending = self.registry.adopt(await self.store.open_calls(s.ari.app))
         if pending:
@@ -104,6 +118,7 @@ class Service:
             self.ops = OpsServer(self, s.http)
             await self.ops.start()
             self._cleanups.append(self.ops.close)
+        self._start_strategy()  # before the PBX feeds: it follows every call from its start
 
         self.ari = AriClient(s.ari, on_event=self._on_ari_event, on_connected=self._ari_resync)
         await self.ari.start(refuse_if_taken=True)  # AriAppInUseError: app held elsewhere
@@ -211,6 +226,32 @@ class Service:
         self._cleanups.append(stage.stop)
         self.emotion = stage
 
+    def _start_strategy(self) -> None:
+        """Prompts from the customer's emotion, and their delivery to the agent's desk phone.
+
+        Advisory: a campaign file that cannot be loaded is logged and the service goes on
+        without prompts (call handling matters more)."""
+        from earpiece.delivery.phone import DeskPhone
+        from earpiece.strategy.stage import StrategyStage
+
+        s = self.settings
+        if not s.strategy.enabled or s.strategy.campaign is None:
+            return
+        try:
+            stage = StrategyStage(self.bus, s.strategy)
+        except (EarpieceError, OSError, ValueError) as exc:
+            log.error("strategy disabled: campaign %s ([strategy] campaign) not usable: %s",
+                      s.strategy.campaign, exc)
+            return
+        stage.start()
+        self._cleanups.append(stage.stop)
+        self.strategy = stage
+        if s.delivery.phone:
+            self.phone = DeskPhone(self.bus, self, s.delivery)
+            self.phone.start()
+            self._cleanups.append(self.phone.stop)
+        log.info("strategy: campaign %s (%s)", stage.default.campaign.name, s.strategy.campaign)
+
     async def stop(self) -> None:
         """Stop every component in reverse start order; errors are logged, not raised."""
         while self._cleanups:
@@ -264,6 +305,13 @@ class Service:
         self.registry.tag(uniqueid or channel, tags)
 
     # --- actions ---------------------------------------------------------------------------
+    async def message_send(self, to: str, body: str, from_: str | None = None,
+                           variables: Mapping[str, str] | None = None) -> None:
+        """AMI ``MessageSend`` (the desk phone's prompts); PbxError when AMI is not there."""
+        if self.ami is None:
+            raise PbxError("AMI is not connected")
+        await self.ami.message_send(to, body, from_=from_, variables=variables)
+
     async def originate(self, channel: str, *, context: str, exten: str, priority: int = 1,
                         caller_id: str | None = None, timeout_ms: int = 30000,
                         tags: dict[str, str] | None = None) -> str:

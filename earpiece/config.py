@@ -23,10 +23,12 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from earpiece.agi.settings import AgiSettings, AmiSettings, AriSettings
 from earpiece.asr.settings import AsrSettings
 from earpiece.cpa.settings import CpaSettings
+from earpiece.delivery.settings import DeliverySettings
 from earpiece.emotion.settings import EmotionSettings
 from earpiece.errors import ConfigError
 from earpiece.media.settings import MediaSettings, RecordingSettings
 from earpiece.secret import Secret
+from earpiece.strategy.settings import StrategySettings
 
 T = TypeVar("T")
 
@@ -38,17 +40,36 @@ class CrmSettings:
 
 
 @dataclass(frozen=True)
+class QcSettings:
+    """Quality control on final transcripts (:mod:`earpiece.crm.qc`, evaluation 2)."""
+
+    enabled: bool = True
+    phrases: str = ""  # phrase rules file (config/qc/example.toml); "": timing measures only
+    campaign_tag: str = "campaign"  # the call tag naming the campaign
+    long_silence_s: float = 5.0
+    min_overtalk_s: float = 0.3
+    settle_s: float = 3.0  # after a call ends, wait this long for its last finals
+
+    def __post_init__(self) -> None:
+        for name in ("long_silence_s", "min_overtalk_s", "settle_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError("must be >= 0", key=name)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """The service's HTTP endpoint (``/healthz``, ``/readyz``, ``/metrics``)."""
+    """The service's HTTP endpoint (``/healthz``, ``/readyz``, ``/metrics``, ``/api/feed``)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8780  # 0: an ephemeral port (tests)
+    #: Bearer token of the ``/api/feed`` websocket (empty: the feed is refused)
+    feed_token: Secret = field(default_factory=lambda: Secret(""))
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -65,7 +86,10 @@ class Settings:
     cpa: CpaSettings = field(default_factory=CpaSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
     emotion: EmotionSettings = field(default_factory=EmotionSettings)
+    strategy: StrategySettings = field(default_factory=StrategySettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
+    qc: QcSettings = field(default_factory=QcSettings)
     log: LogSettings = field(default_factory=LogSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
 
@@ -75,6 +99,7 @@ SECRET_ENV = {
     "ami.secret": "EARPIECE_AMI_SECRET",
     "ari.password": "EARPIECE_ARI_PASSWORD",
     "crm.password": "EARPIECE_CRM_PASSWORD",
+    "http.feed_token": "EARPIECE_FEED_TOKEN",
 }
 
 

@@ -200,3 +200,45 @@ class PromptReady(CallEvent):
     product: str | None = None
     rule: str = ""
     reason: dict[str, Any] = field(default_factory=dict)
+    prompt_id: str = ""  # set by the strategy stage; delivery reports refer to it
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptDelivered(CallEvent):
+    """What became of one prompt on one delivery channel.
+
+    ``channel``: ``phone`` (AMI ``MessageSend`` to the agent's desk phone), ``feed`` (the live
+    websocket feed) or ``whisper``; ``status``: ``sent``, ``failed`` (``detail`` keeps the
+    PBX's reason, e.g. "Message failed to send.") or ``skipped`` (nothing to send it to);
+    ``target``: e.g. ``pjsip:agent1``; ``latency_s``: from the prompt's ``at`` to the answer.
+    """
+
+    prompt_id: str
+    channel: str
+    status: str
+    target: str = ""
+    detail: str = ""
+    latency_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QcFlag(CallEvent):
+    """A quality-control finding on what was said (evaluation 2, :mod:`earpiece.crm.qc`).
+
+    ``kind``: ``forbidden`` (a forbidden phrase), ``pattern`` (a regular expression such as a
+    promised rate) or ``required_missing`` (a required phrase the agent never said, at call
+    end). ``rule``: the phrase as written in the rules, or the pattern's name. ``span``:
+    ``[start, end)`` character offsets into ``text``, the utterance's original transcript
+    (``None`` for a missing phrase); ``start_s`` / ``end_s``: the utterance's times.
+    """
+
+    kind: str
+    rule: str
+    language: str
+    campaign: str
+    party: Party
+    span: tuple[int, int] | None = None
+    matched: str = ""
+    text: str = ""
+    start_s: float | None = None
+    end_s: float | None = None

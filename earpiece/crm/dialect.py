@@ -103,6 +103,53 @@ CREATE TABLE IF NOT EXISTS emotion_calls (
     updated {real} NOT NULL,
     PRIMARY KEY (call_id, party)
 );
+CREATE TABLE IF NOT EXISTS prompts (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL REFERENCES calls(id),
+    at {real} NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    language TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    product TEXT,
+    rule TEXT NOT NULL,
+    reason {json} NOT NULL DEFAULT '{{}}',
+    delivery {json} NOT NULL DEFAULT '{{}}'
+);
+CREATE TABLE IF NOT EXISTS qc_flags (
+    call_id TEXT NOT NULL REFERENCES calls(id),
+    kind TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    language TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    party TEXT NOT NULL,
+    span_start INTEGER,
+    span_end INTEGER,
+    matched TEXT NOT NULL,
+    text TEXT NOT NULL,
+    start_s {real},
+    end_s {real},
+    at {real} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS qc_flags_call ON qc_flags(call_id);
+CREATE TABLE IF NOT EXISTS qc_calls (
+    call_id TEXT PRIMARY KEY REFERENCES calls(id),
+    campaign TEXT NOT NULL,
+    flags INTEGER NOT NULL,
+    missing_required INTEGER NOT NULL,
+    responses INTEGER NOT NULL,
+    response_mean_s {real},
+    response_median_s {real},
+    response_max_s {real},
+    overtalks INTEGER NOT NULL,
+    overtalk_s {real} NOT NULL,
+    silences INTEGER NOT NULL,
+    silence_s {real} NOT NULL,
+    longest_silence_s {real} NOT NULL,
+    agent_talk_s {real} NOT NULL,
+    customer_talk_s {real} NOT NULL,
+    at {real} NOT NULL
+);
 """
 
 #: Columns added to tables after their first release: (table, column, type). ``CREATE TABLE IF
@@ -113,7 +160,7 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 # Columns holding JSON objects (TEXT in SQLite, JSONB in PostgreSQL).
-JSON_COLUMNS = frozenset({"tags", "evidence"})
+JSON_COLUMNS = frozenset({"tags", "evidence", "reason", "delivery"})
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ from earpiece.events import (
     CpaDecision,
     EmotionChanged,
     EmotionScored,
+    PromptDelivered,
+    PromptReady,
+    QcFlag,
     Transcript,
 )
 
@@ -122,6 +125,34 @@ def statements_for(event: CallEvent, dialect: Dialect = SQLITE, *,
                 "UPDATE emotion_calls SET changes = changes + 1 WHERE call_id = ? AND party = ?",
                 (event.call_id, event.party),
             )]
+        case QcFlag():
+            span = event.span or (None, None)
+            return [(
+                d.insert("qc_flags",
+                         ("call_id", "kind", "rule", "language", "campaign", "party",
+                          "span_start", "span_end", "matched", "text", "start_s", "end_s",
+                          "at")),
+                (event.call_id, event.kind, event.rule, event.language, event.campaign,
+                 event.party, span[0], span[1], event.matched, event.text, event.start_s,
+                 event.end_s, event.at),
+            )]
+        case PromptReady():
+            return [(
+                d.insert_ignore("prompts",
+                                ("id", "call_id", "at", "kind", "text", "language", "slot",
+                                 "product", "rule", "reason")),
+                (prompt_row_id(event.call_id, event.prompt_id, event.at), event.call_id,
+                 event.at, event.kind, event.text, event.language, event.slot, event.product,
+                 event.rule, json.dumps(event.reason, default=str)),
+            )]
+        case PromptDelivered():
+            status = {"status": event.status, "target": event.target, "detail": event.detail,
+                      "at": event.at, "latency_s": event.latency_s}
+            return [(
+                f"UPDATE prompts SET delivery = {d.json_merge('delivery')} WHERE id = ?",
+                (json.dumps({event.channel: status}),
+                 prompt_row_id(event.call_id, event.prompt_id, None)),
+            )]
         case Transcript() if event.final:
             return [(
                 d.insert("utterances",
@@ -132,6 +163,11 @@ def statements_for(event: CallEvent, dialect: Dialect = SQLITE, *,
                 ),
             )]
     return []
+
+
+def prompt_row_id(call_id: str, prompt_id: str, at: float | None) -> str:
+    """The ``prompts.id`` of a prompt (its ``prompt_id``; one without: the call and time)."""
+    return prompt_id or f"{call_id}@{at}"
 
 
 class CrmWriter:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from types import TracebackType
@@ -118,6 +119,16 @@ class Simulator:
     def messages(self) -> list[dict[str, str]]:
         """``MessageSend`` deliveries to registered endpoints."""
         return list(self.engine.messages)
+
+    def set_registered(self, endpoint: str, registered: bool) -> None:
+        """A phone that (un)registers mid-scenario: an endpoint without a contact takes no new
+        calls and ``MessageSend`` to it fails with "Message failed to send.", as on Asterisk."""
+        scenario = self.engine.scenario
+        if scenario.endpoint(endpoint) is None:
+            raise KeyError(endpoint)
+        self.engine.scenario = dataclasses.replace(scenario, endpoints=tuple(
+            dataclasses.replace(ep, registered=registered) if ep.name == endpoint else ep
+            for ep in scenario.endpoints))
 
     def originate(self, req: OriginateRequest) -> asyncio.Future[bool]:
         """Originate like an external dialer would (no AMI session needed)."""

@@ -8,6 +8,7 @@
   open, writer running) and ``media`` (fork running; only when media is on).
 - ``GET /metrics``: Prometheus text format (or OpenMetrics when asked) from a private registry
   (:mod:`earpiece.web.metrics`).
+- ``GET /api/feed``: the live feed websocket, bearer-token authenticated (:mod:`earpiece.web.feed`).
 
 :class:`OpsServer` is started by :class:`earpiece.app.Service` from ``[http]`` settings. A port
 that cannot be bound is logged as an error and the service goes on without the endpoint: call
@@ -23,6 +24,8 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from earpiece.config import HttpSettings
+from earpiece.delivery.feed import FeedHub
+from earpiece.web.feed import add_feed
 from earpiece.web.metrics import CallCounters, ari_app_owned, make_registry
 
 log = logging.getLogger(__name__)
@@ -77,13 +80,16 @@ class OpsServer:
         self.settings = settings or HttpSettings()
         self.calls = CallCounters(service.bus)
         self.registry = make_registry(service, self.calls, lambda: readiness(service))
+        self.feed = FeedHub(service.bus)
         self.app = make_app(service, self.registry)
+        add_feed(self.app, service, self.feed, self.settings.feed_token)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None  # the bound port once started (settings.port 0: ephemeral)
 
     async def start(self) -> None:
         """Count bus events and listen; a port that cannot be bound is logged, not raised."""
         self.calls.start()
+        self.feed.start()
         s = self.settings
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -103,6 +109,7 @@ class OpsServer:
 
     async def close(self) -> None:
         self.calls.stop()
+        self.feed.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
