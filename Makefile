@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng sox asterisk-core-sounds-en-wav
+APT_PACKAGES += chromium  # the dashboard's browser test (Playwright drives /usr/bin/chromium)
 
 .PHONY: deps venv demo test lint check clean
 

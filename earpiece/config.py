@@ -61,19 +61,56 @@ class LogSettings:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+#: Password hash formats a dashboard user may have (:mod:`earpiece.web.auth`); never plaintext.
+PASSWORD_HASH_SCHEMES = ("pbkdf2_sha256$", "scrypt$")
+
+
+@dataclass(frozen=True)
+class DashboardUser:
+    """One login of the dashboard (``[[http.users]]``)."""
+
+    name: str = ""
+    role: Literal["agent", "supervisor"] = "agent"
+    endpoint: str = ""  # agent: the SIP endpoint of their desk phone (sees only its calls)
+    password_hash: str = ""  # `python -m earpiece.web.passwd`: pbkdf2_sha256$... or scrypt$...
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("a dashboard user needs a name", key="name")
+        if not self.password_hash.startswith(PASSWORD_HASH_SCHEMES):
+            raise ConfigError("must be a password hash (python -m earpiece.web.passwd), "
+                              "not a plaintext password", key="password_hash")
+        if self.role == "agent" and not self.endpoint:
+            raise ConfigError("an agent needs the endpoint of their phone", key="endpoint")
+
+
 @dataclass(frozen=True)
 class HttpSettings:
-    """The service's HTTP endpoint (``/healthz``, ``/readyz``, ``/metrics``, ``/api/feed``)."""
+    """The service's HTTP endpoint (``/healthz``, ``/readyz``, ``/metrics``, ``/api/feed``) and
+    the dashboard (``/login``, ``/live``, ``/history``; :mod:`earpiece.web.dashboard`)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8780  # 0: an ephemeral port (tests)
     #: Bearer token of the ``/api/feed`` websocket (empty: the feed is refused)
     feed_token: Secret = field(default_factory=lambda: Secret(""))
+    #: Path prefix of the pages behind a reverse proxy ("/earpiece"); X-Forwarded-Prefix wins
+    prefix: str = ""
+    #: Secure flag of the session cookie: auto = unless plain http to a loopback host
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    session_hours: float = 12.0  # a dashboard login lasts this long
+    users: list[DashboardUser] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"must be a TCP port 0..65535, got {self.port!r}", key="port")
+        if self.prefix and (not self.prefix.startswith("/") or self.prefix.endswith("/")):
+            raise ConfigError("must start with / and not end with / (or be empty)", key="prefix")
+        if self.session_hours <= 0:
+            raise ConfigError("must be > 0", key="session_hours")
+        names = [u.name for u in self.users]
+        if len(set(names)) != len(names):
+            raise ConfigError("user names must be unique", key="users")
 
 
 @dataclass(frozen=True)

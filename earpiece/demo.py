@@ -36,17 +36,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="give up after this many seconds")
     parser.add_argument("--no-media", action="store_true", help="do not fork call audio")
+    parser.add_argument("--emotion", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the emotion stage (default: on unless --headless)")
+    parser.add_argument("--stay", action="store_true",
+                        help="keep the service and its dashboard up after the calls (Ctrl-C)")
 
 
 def main(args: argparse.Namespace) -> int:
     from earpiece.logs import setup_logging
 
     setup_logging(args.log_level or "WARNING")
+    emotion = not args.headless if args.emotion is None else args.emotion
     try:
         calls = asyncio.run(run_demo(
             scenario=args.scenario, calls=args.calls, db=args.db, timeout_s=args.timeout,
             media=not args.no_media, live=None if args.headless else sys.stdout,
+            emotion=emotion, stay=args.stay,
         ))
+    except KeyboardInterrupt:
+        return 0
     except EarpieceError as exc:
         print(f"earpiece demo: {exc}", file=sys.stderr)
         return 1
@@ -77,7 +85,8 @@ def scenario_with_calls(scenario: Any, calls: int | None) -> Any:
 
 
 async def run_demo(*, scenario: str, calls: int | None, db: str, timeout_s: float,
-                   media: bool, live: TextIO | None) -> list[dict[str, Any]]:
+                   media: bool, live: TextIO | None, emotion: bool = False,
+                   stay: bool = False) -> list[dict[str, Any]]:
     from earpiece.app import Service
     from earpiece.events import CallEnded
     from earpiece.sim.scenario import load_scenario
@@ -87,6 +96,10 @@ async def run_demo(*, scenario: str, calls: int | None, db: str, timeout_s: floa
     expected = len(scen.dialer.calls)
     async with Simulator(scen) as sim:
         settings = demo_settings(sim, db=db)
+        users, logins = demo_users(scen.agents)
+        settings = dataclasses.replace(
+            settings, http=dataclasses.replace(settings.http, users=users),
+            emotion=dataclasses.replace(settings.emotion, enabled=emotion))
         service = Service(settings, media=media)
         ended: set[str] = set()
         done = asyncio.Event()
@@ -100,6 +113,8 @@ async def run_demo(*, scenario: str, calls: int | None, db: str, timeout_s: floa
         if live is not None:
             LiveLog(live).attach(service.bus)
         async with service:
+            if service.ops is not None and service.ops.port is not None:
+                print_dashboard(live or sys.stderr, service.ops.port, logins)
             try:
                 async with asyncio.timeout(timeout_s):
                     await done.wait()
@@ -109,7 +124,41 @@ async def run_demo(*, scenario: str, calls: int | None, db: str, timeout_s: floa
                 ) from None
             assert service.crm is not None
             await service.crm.flush()
-            return await call_report(service)
+            report = await call_report(service)
+            if stay:
+                print("calls done; the dashboard stays up (Ctrl-C to stop)",
+                      file=live or sys.stderr, flush=True)
+                await asyncio.Event().wait()
+            return report
+
+
+def demo_users(agents: tuple[str, ...]) -> tuple[list[Any], list[tuple[str, str, str]]]:
+    """Dashboard users for a demo run: ``supervisor`` and one agent per agent endpoint, with
+    random passwords (only their hashes go into the settings); (users, [(name, password,
+    what they see)])."""
+    import secrets
+
+    from earpiece.config import DashboardUser
+    from earpiece.web.auth import hash_password
+
+    users: list[Any] = []
+    logins: list[tuple[str, str, str]] = []
+    for name, role, endpoint in [("supervisor", "supervisor", ""),
+                                 *((a, "agent", a) for a in agents)]:
+        password = secrets.token_urlsafe(9)
+        users.append(DashboardUser(name=name, role=role, endpoint=endpoint,  # type: ignore[arg-type]
+                                   password_hash=hash_password(password, iterations=100_000)))
+        logins.append((name, password, "every call" if role == "supervisor"
+                       else f"calls of endpoint {endpoint}"))
+    return users, logins
+
+
+def print_dashboard(out: TextIO, port: int, logins: list[tuple[str, str, str]]) -> None:
+    print(f"dashboard: http://127.0.0.1:{port}/login  (this run's users; passwords change "
+          "every run)", file=out)
+    for name, password, sees in logins:
+        print(f"  user {name:<12} password {password:<14} sees {sees}", file=out)
+    out.flush()
 
 
 def demo_settings(sim: Any, *, db: str) -> Any:

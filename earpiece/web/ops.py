@@ -9,6 +9,8 @@
 - ``GET /metrics``: Prometheus text format (or OpenMetrics when asked) from a private registry
   (:mod:`earpiece.web.metrics`).
 - ``GET /api/feed``: the live feed websocket, bearer-token authenticated (:mod:`earpiece.web.feed`).
+- The dashboard (``/login``, ``/live``, ``/history``, ``/api/dash/...``): session-authenticated
+  pages for agents and supervisors (:mod:`earpiece.web.dashboard`).
 
 :class:`OpsServer` is started by :class:`earpiece.app.Service` from ``[http]`` settings. A port
 that cannot be bound is logged as an error and the service goes on without the endpoint: call
@@ -25,7 +27,9 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from earpiece.config import HttpSettings
 from earpiece.delivery.feed import FeedHub
+from earpiece.web.dashboard import Dashboard
 from earpiece.web.feed import add_feed
+from earpiece.web.live import LiveBoard
 from earpiece.web.metrics import CallCounters, ari_app_owned, make_registry
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,9 @@ class OpsServer:
         self.feed = FeedHub(service.bus)
         self.app = make_app(service, self.registry)
         add_feed(self.app, service, self.feed, self.settings.feed_token)
+        self.board = LiveBoard(service.bus)
+        self.dashboard = Dashboard(service, self.settings, self.board)
+        self.dashboard.add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None  # the bound port once started (settings.port 0: ephemeral)
 
@@ -90,6 +97,7 @@ class OpsServer:
         """Count bus events and listen; a port that cannot be bound is logged, not raised."""
         self.calls.start()
         self.feed.start()
+        self.board.start()
         s = self.settings
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -110,6 +118,7 @@ class OpsServer:
     async def close(self) -> None:
         self.calls.stop()
         self.feed.stop()
+        self.board.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
