@@ -16,7 +16,6 @@ messages, never blocks the bus.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from earpiece.bus import EventBus
-from earpiece.delivery.feed import FEED_EVENTS, feed_message
+from earpiece.delivery.feed import FEED_EVENTS, FeedSubscription, feed_message
 from earpiece.delivery.phone import endpoint_of
 from earpiece.events import (
     CallEnded,
@@ -105,19 +104,13 @@ def apply_event(call: dict[str, Any], msg: dict[str, Any]) -> None:
                                                                f"{msg['rule']}"})
 
 
-@dataclass(eq=False)
-class BoardSubscription:
-    session: Session
-    call_id: str | None  # None: every call the session may see
-    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
-    known: set[str] = field(default_factory=set)
-    dropped: int = 0
+@dataclass(eq=False, kw_only=True)
+class BoardSubscription(FeedSubscription):
+    """A feed subscription of one dashboard session (``call_id`` None: every call the session
+    may see)."""
 
-    def put(self, text: str) -> None:
-        if self.queue.full():
-            self.queue.get_nowait()
-            self.dropped += 1
-        self.queue.put_nowait(text)
+    session: Session
+    known: set[str] = field(default_factory=set)
 
 
 class LiveBoard:
