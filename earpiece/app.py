@@ -69,6 +69,7 @@ class Service:
         self.qc: Any = None  # earpiece.crm.qc.QcStage ([qc] enabled)
         self.strategy: Any = None  # earpiece.strategy.stage.StrategyStage ([strategy])
         self.phone: Any = None  # earpiece.delivery.phone.DeskPhone ([delivery] phone)
+        self.whisper: Any = None  # earpiece.delivery.whisper.Whisper ([delivery] whisper)
         self.resyncs = {"ami": 0, "ari": 0}
         self.lock: InstanceLock | None = None
         # Set by the first AMI resync: the first ARI resync waits for it, since AMI's linkedids
@@ -123,6 +124,9 @@ class Service:
         self.ari = AriClient(s.ari, on_event=self._on_ari_event, on_connected=self._ari_resync)
         await self.ari.start(refuse_if_taken=True)  # AriAppInUseError: app held elsewhere
         self._cleanups.append(self.ari.close)
+        if self.whisper is not None:  # stopped (its helpers removed) before ARI closes
+            self.whisper.ari = self.ari
+            self._cleanups.append(self.whisper.stop)
         self.ami = AmiClient(s.ami, on_event=self.registry.on_ami_event,
                              on_connected=self._ami_resync)
         await self.ami.start(wait=True)
@@ -227,7 +231,7 @@ class Service:
         self.emotion = stage
 
     def _start_strategy(self) -> None:
-        """Prompts from the customer's emotion, and their delivery to the agent's desk phone.
+        """Prompts from the customer's emotion, delivered to the agent's desk phone (and ear).
 
         Advisory: a campaign file that cannot be loaded is logged and the service goes on
         without prompts (call handling matters more)."""
@@ -250,6 +254,13 @@ class Service:
             self.phone = DeskPhone(self.bus, self, s.delivery)
             self.phone.start()
             self._cleanups.append(self.phone.stop)
+        if s.delivery.whisper:  # beside the desk phone; gets the ARI client once it is made
+            from earpiece.delivery.whisper import Whisper
+
+            self.whisper = Whisper(self.bus, None, app=s.ari.app, settings=s.delivery,
+                                   bind_host=s.media.bind_host,
+                                   advertise_host=s.media.advertise_host)
+            self.whisper.start()
         log.info("strategy: campaign %s (%s)", stage.default.campaign.name, s.strategy.campaign)
 
     async def stop(self) -> None:

@@ -20,6 +20,10 @@ Ours, for ARI application ``app`` and id prefix ``prefix`` (``ep``):
   made by an older Earpiece (whose bridge names did not carry the application), a ``stasis``
   bridge whose id starts with ``<prefix>-`` and which holds nothing but helpers of ours.
 
+The whisper delivery's helpers (:mod:`earpiece.delivery.whisper`: a ``whisper=out`` snoop on
+the agent channel, an externalMedia channel, a bridge named ``"<prefix>:<app> <call> whisper"``)
+fall under the same rules and are removed too.
+
 Resources this process made (their ids are in ``skip``) are left alone.
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from earpiece.media.g711 import decode_ulaw, encode_alaw, encode_ulaw
+from earpiece.media.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
@@ -144,3 +144,7 @@ def alaw_encode(pcm: Pcm) -> bytes:
 
 def ulaw_decode(data: bytes) -> Pcm:
     return decode_ulaw(data)
+
+
+def alaw_decode(data: bytes) -> Pcm:
+    return decode_alaw(data)

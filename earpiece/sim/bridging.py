@@ -137,7 +137,8 @@ class Bridging(ChannelAudio):
                      tech="UnicastRTP", linkedid=cid, device=f"UnicastRTP/{external_host}",
                      role="media", media_format=fmt, external_host=external_host)
         if self.media is not None:
-            ch.local_port = self.media.open_stream(ch, self.media_source(ch))
+            ch.local_port = self.media.open_stream(ch, self.media_source(ch),
+                                                   self.media_sink(ch))
         else:
             ch.local_port = 30000 + self.rng.randrange(1000) * 2
         self._newchannel(ch)

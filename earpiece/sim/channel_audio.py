@@ -141,6 +141,48 @@ class ChannelAudio(ChannelEvents):
 
         return source
 
+    def media_sink(self, em: Channel) -> Callable[[int, Any], None]:
+        """Where RTP sent *into* an externalMedia channel goes: to every other member of its
+        bridge, as a mixing bridge does. A snoop with ``whisper=out`` (or ``both``) passes it to
+        the snooped channel's party only (what that phone hears), ``whisper=in`` as if that
+        party said it, ``whisper=none`` drops it; any other channel hears it. Each run of
+        audio (a new one after a gap) is one :class:`HeardEntry` per listener, labelled
+        ``rtp:<externalMedia channel id>``."""
+        label = f"rtp:{em.id}"
+        run_end: list[int] = [-1]
+
+        def sink(start: int, pcm: Any) -> None:
+            bridge = em.bridge
+            if em.hungup or bridge is None:
+                return
+            new_run = start != run_end[0]
+            run_end[0] = start + len(pcm)
+            for member in list(bridge.channels):
+                if member is em or member.hungup:
+                    continue
+                listeners: list[Channel] = []
+                if member.tech == "Snoop":
+                    spied = member.snoop_target
+                    if spied is None or spied.hungup:
+                        continue
+                    if member.whisper_dir in ("out", "both"):
+                        spied.whisper.extend(start, pcm, label)
+                        listeners.append(spied)
+                    if member.whisper_dir in ("in", "both"):
+                        spied.voice.extend(start, pcm, label)
+                        if spied.bridge is not None:
+                            listeners += [p for p in spied.bridge.channels
+                                          if p is not spied and p.tech == "PJSIP"]
+                else:
+                    member.played.extend(start, pcm, label)
+                    listeners.append(member)
+                if new_run:
+                    for ch in listeners:
+                        self.heard.append(HeardEntry(ch.name, ch.role, label,
+                                                     time.monotonic()))
+
+        return sink
+
     # --- playback --------------------------------------------------------------------------
     def play(self, target: Channel, media: list[str], playback_id: str | None,
              lang: str = "en") -> Playback:

@@ -43,7 +43,10 @@ AriListener = Callable[[dict[str, Any], set[str]], None]
 class MediaHub:
     """What the engine needs from the RTP side (implemented by rtp_sender.RtpSender)."""
 
-    def open_stream(self, channel: Channel, source: Callable[[int, int], Any]) -> int:
+    def open_stream(self, channel: Channel, source: Callable[[int, int], Any],
+                    sink: Callable[[int, Any], None] | None = None) -> int:
+        """Start sending ``source``'s audio; RTP arriving on the channel's port is decoded and
+        handed to ``sink(sample, pcm)`` (what the bridge's other members then hear)."""
         raise NotImplementedError
 
     def close_stream(self, channel: Channel) -> None:

@@ -46,6 +46,16 @@ class AudioTrack:
     def add(self, start: int, pcm: Pcm, label: str = "") -> None:
         self._segments.append((start, pcm, label))
 
+    def extend(self, start: int, pcm: Pcm, label: str = "") -> None:
+        """Like :meth:`add`, but a segment that continues the last one (same label, starting
+        where it ends) is joined to it: received RTP arrives in 20 ms pieces."""
+        if self._segments:
+            s, last, lab = self._segments[-1]
+            if lab == label and s + len(last) == start:
+                self._segments[-1] = (s, np.concatenate([last, pcm]), lab)
+                return
+        self._segments.append((start, pcm, label))
+
     def clear_from(self, start: int) -> None:
         """Cut everything at and after ``start`` (a party that hangs up stops talking)."""
         kept: list[tuple[int, Pcm, str]] = []

@@ -12,6 +12,11 @@ and sends one datagram:
   upsampled with a streaming anti-imaging FIR whose state carries across frames);
 * silence (0xFF in ulaw) while nobody speaks, nothing while the channel has no bridge peer.
 
+RTP sent *to* a stream's port (Earpiece's whisper sender) is read on every tick, decoded in the
+channel's format and handed to the stream's ``sink`` at the engine sample its RTP timestamp
+maps to (anchored at the first packet of each SSRC; a jump of over a second re-anchors), so the
+engine can pass it to the bridge's other members (:meth:`ChannelAudio.media_sink`).
+
 Fault knobs (:class:`earpiece.sim.faults.Faults`) add loss, reordering, jitter, duplicates and a
 rogue sender (another source port, or another SSRC) towards the same destination.
 """
@@ -97,6 +102,27 @@ class RtpStream:
     rogue_packets: int = 0
     closed: bool = False
     sent_log: list[bytes] | None = field(default=None, repr=False)
+    sink: Callable[[int, Any], None] | None = None
+    rx_ssrc: int | None = None
+    rx_anchor: int = 0  # engine sample of the RTP timestamp rx_ts0
+    rx_ts0: int = 0
+    rx_packets: int = 0
+
+
+def _parse_rtp(data: bytes) -> tuple[int, int, bytes] | None:
+    """(SSRC, timestamp, payload) of an RTP v2 packet (CSRCs, extension, padding skipped)."""
+    if len(data) < 12 or data[0] >> 6 != 2 or 72 <= (data[1] & 0x7F) <= 76:  # v2, not RTCP
+        return None
+    ts, ssrc = struct.unpack_from("!II", data, 4)
+    start = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if len(data) < start + 4:
+            return None
+        start += 4 + 4 * struct.unpack_from("!H", data, start + 2)[0]
+    end = len(data) - (data[-1] if data[0] & 0x20 else 0)
+    if end < start:
+        return None
+    return ssrc, ts, data[start:end]
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -121,7 +147,8 @@ class RtpSender(MediaHub):
         self.keep_log = False  # tests: keep every datagram sent
 
     # --- MediaHub --------------------------------------------------------------------------
-    def open_stream(self, channel: Channel, source: Callable[[int, int], Any]) -> int:
+    def open_stream(self, channel: Channel, source: Callable[[int, int], Any],
+                    sink: Callable[[int, Any], None] | None = None) -> int:
         fmt = channel.media_format
         pt, rate = FORMATS[fmt]
         dest = parse_host_port(channel.external_host)
@@ -134,7 +161,7 @@ class RtpSender(MediaHub):
             channel=channel, sock=sock, local_port=port, dest=dest, fmt=fmt, pt=pt,
             ssrc=self.rng.getrandbits(32), seq=self.rng.getrandbits(16), source=source,
             samples_per_frame=spf, upsampler=Upsampler2() if rate == 16000 else None,
-            sent_log=[] if self.keep_log else None)
+            sent_log=[] if self.keep_log else None, sink=sink)
         self.streams[channel.id] = stream
         return port
 
@@ -181,6 +208,8 @@ class RtpSender(MediaHub):
                 k += behind - 1
             self.ticks += 1
             for stream in list(self.streams.values()):
+                if stream.sink is not None and not stream.closed:
+                    self._receive(stream)
                 for _ in range(frames):
                     if stream.closed:
                         break
@@ -205,6 +234,47 @@ class RtpSender(MediaHub):
         header = struct.pack("!BBHII", 0x80, stream.pt, stream.seq, stream.ts, stream.ssrc)
         stream.seq = (stream.seq + 1) & 0xFFFF
         self._emit(stream, header + payload)
+
+    # --- receiving -------------------------------------------------------------------------
+    def _receive(self, stream: RtpStream) -> None:
+        """Drain the stream's socket; each RTP packet's audio goes to ``stream.sink``."""
+        assert stream.sink is not None
+        for _ in range(256):
+            try:
+                data = stream.sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                stream.errors += 1
+                return
+            parsed = _parse_rtp(data)
+            if parsed is None:
+                continue
+            ssrc, ts, payload = parsed
+            pcm = self._decode(stream, payload)
+            if pcm is None or not len(pcm):
+                continue
+            stream.rx_packets += 1
+            rate = FORMATS[stream.fmt][1]
+            now = self.clock()
+            if stream.rx_ssrc != ssrc:
+                stream.rx_ssrc, stream.rx_anchor, stream.rx_ts0 = ssrc, now, ts
+            delta = ((ts - stream.rx_ts0 + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            at = stream.rx_anchor + delta * audio.SAMPLE_RATE // rate
+            if abs(at - now) > audio.SAMPLE_RATE:  # paused / jumped: start again from now
+                stream.rx_anchor, stream.rx_ts0, at = now, ts, now
+            stream.sink(at, pcm)
+
+    @staticmethod
+    def _decode(stream: RtpStream, payload: bytes) -> npt.NDArray[np.int16] | None:
+        if stream.fmt == "ulaw":
+            return audio.ulaw_decode(payload)
+        if stream.fmt == "alaw":
+            return audio.alaw_decode(payload)
+        if len(payload) % 2:
+            return None
+        pcm16 = np.frombuffer(payload, dtype=">i2").astype(np.int16)
+        return audio.resample(pcm16, 16000, audio.SAMPLE_RATE)
 
     def _encode(self, stream: RtpStream, pcm: npt.NDArray[np.int16]) -> bytes:
         silent = not pcm.any()
