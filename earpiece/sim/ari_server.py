@@ -20,6 +20,7 @@ import binascii
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -74,7 +75,7 @@ class AriServer:
         self.sockets: set[EventSocket] = set()
         self.owners = AppOwners(engine.asterisk_id)
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: web.BaseSite | None = None
         self._ws_tasks: set[asyncio.Task[Any]] = set()
         engine.ari_listeners.append(self._on_event)
 
@@ -108,13 +109,18 @@ class AriServer:
         app.on_response_prepare.append(self._server_header)
         return app
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on host:port, or on ``sock``, a listening socket handed over (the boot stub's:
+        connections waiting in its backlog are served, none is refused)."""
         self._runner = web.AppRunner(self.make_app(), access_log=None,
                                      handle_signals=False)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await self._site.start()
-        server = self._site._server
+        site: web.BaseSite = (
+            web.SockSite(self._runner, sock) if sock is not None
+            else web.TCPSite(self._runner, self.host, self.port, reuse_address=True))
+        self._site = site
+        await site.start()
+        server = site._server
         if self.port == 0 and server is not None:
             sockets = getattr(server, "sockets", None) or []
             if sockets:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -61,11 +62,12 @@ class BootingHttp:
         self.port = port
         self.mode = "not_found"
         self._server: asyncio.base_events.Server | None = None
+        self._sock: socket.socket | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  reuse_address=True)
+        self._sock = socket.create_server((self.host, self.port))
+        self._server = await asyncio.start_server(self._serve, sock=self._sock)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -83,9 +85,13 @@ class BootingHttp:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def close_listener(self) -> None:
-        if self._server is not None:
-            self._server.close()
+    def hand_over(self) -> socket.socket:
+        """Stop accepting and hand the listening socket (a duplicate) to ARI: connections that
+        arrive meanwhile wait in its backlog instead of being refused."""
+        assert self._server is not None and self._sock is not None
+        listener = self._sock.dup()
+        self._server.close()
+        return listener
 
     async def stop(self) -> None:
         if self._server is None:
@@ -177,8 +183,8 @@ class PbxRestart:
             self.state = "not_booted"
             await self._start_ami()
             await asyncio.sleep(plan.not_booted)
-            self._booting.close_listener()  # hand the port to ARI at once: no refusal between
-            await self.ari.start()
+            # hand the listening socket itself to ARI: no refusal between the 503 and the 101
+            await self.ari.start(sock=self._booting.hand_over())
             await self._stop_booting()
         else:
             await self._start_ami()
