@@ -49,36 +49,20 @@ from earpiece.events import (
     PromptReady,
 )
 from earpiece.media.fork_leftovers import bridge_name_prefix
-from earpiece.media.fork_parts import AriBridge, AriChannel, expected_source, http_status
+from earpiece.media.fork_parts import (
+    AriMediaClient,
+    expected_source,
+    http_status,
+)
 
 log = logging.getLogger(__name__)
 
 
-class WhisperAri(Protocol):
-    """The part of :class:`~earpiece.agi.ari_client.AriClient` whisper delivery needs."""
-
-    async def snoop_channel(
-        self, channel_id: str, *, app: str, spy: str = "none", whisper: str = "none",
-        app_args: str = "", snoop_id: str | None = None,
-    ) -> AriChannel: ...
-
-    async def create_bridge(
-        self, *, type: str = "mixing", bridge_id: str | None = None, name: str = ""
-    ) -> AriBridge: ...
-
-    async def add_channel_to_bridge(self, bridge_id: str, channel_id: str) -> None: ...
-
-    async def external_media(
-        self, *, app: str, external_host: str, format: str, channel_id: str | None = None,
-        encapsulation: str = "rtp", transport: str = "udp", connection_type: str | None = None,
-        direction: str = "both", data: str | None = None,
-    ) -> AriChannel: ...
+class WhisperAri(AriMediaClient, Protocol):
+    """The part of :class:`~earpiece.agi.ari_client.AriClient` whisper delivery needs: the media
+    fork's, plus reading a channel variable (the externalMedia channel's RTP address)."""
 
     async def get_channel_var(self, channel_id: str, name: str) -> str: ...
-
-    async def hangup_channel(self, channel_id: str, reason: str = "normal") -> None: ...
-
-    async def destroy_bridge(self, bridge_id: str) -> None: ...
 
 
 @dataclass
